@@ -1,0 +1,112 @@
+# sonde build. `make` builds ./sonde; `make test` and `make demo` first install
+# what is missing (scripts/deps.sh), so both work on a fresh Debian 12 machine.
+
+BUILD    ?= build
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+BTF      ?= /sys/kernel/btf/vmlinux
+
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+PKGS     := libbpf libelf zlib jansson libcurl libnetfilter_queue libmnl
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
+	     -DSONDE_VERSION=\"0.1.0-$(VERSION)\" \
+	     -Isrc -Ibpf -I$(BUILD)/bpf
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+	     echo -lbpf -lelf -lz -ljansson -lcurl -lnetfilter_queue -lmnl) -lm
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=undefined
+
+BPF_SRC  := $(wildcard bpf/*.bpf.c)
+BPF_OBJ  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRC))
+SKELS    := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRC))
+
+SRC      := $(shell find src -name '*.c' | sort)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+REL_OBJ  := $(patsubst src/%.c,$(BUILD)/release/%.o,$(LIB_SRC))
+ASAN_OBJ := $(patsubst src/%.c,$(BUILD)/asan/%.o,$(LIB_SRC))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+
+.PHONY: all asan deps test unit demo bench fuzz clean format
+.DELETE_ON_ERROR:
+
+all: sonde
+
+sonde: $(BUILD)/release/sonde
+	ln -sf $< $@
+
+asan: $(BUILD)/asan/sonde
+
+deps:
+	@scripts/deps.sh
+
+# --- BPF: vmlinux.h from the running kernel's BTF, CO-RE objects, skeletons
+$(BUILD)/bpf/vmlinux.h:
+	@mkdir -p $(@D)
+	@test -r $(BTF) || { echo "error: no kernel BTF at $(BTF): sonde needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or set BTF=path)"; exit 1; }
+	$(BPFTOOL) btf dump file $(BTF) format c > $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) $(BUILD)/bpf/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) $(WARN) \
+		-Wno-unused-function -I$(BUILD)/bpf -Ibpf -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+# --- user space: release and ASan/UBSan variants of the same objects
+$(BUILD)/release/%.o: src/%.c | $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/asan/%.o: src/%.c | $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+
+$(BUILD)/release/libsonde.a: $(REL_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/asan/libsonde.a: $(ASAN_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/release/sonde: $(BUILD)/release/main.o $(BUILD)/release/libsonde.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/sonde: $(BUILD)/asan/main.o $(BUILD)/asan/libsonde.a
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libsonde.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libsonde.a \
+		-lcmocka $(LDLIBS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- the README's two commands
+unit: $(UNIT_BIN)
+
+test: deps
+	$(MAKE) all asan unit
+	tests/run.sh
+
+demo: deps
+	$(MAKE) all
+	lab/demo.sh
+
+bench: deps
+	$(MAKE) all
+	bench/run.sh
+
+fuzz: deps
+	@echo "no fuzz targets yet (the L7 parsers bring them)"; exit 0
+
+format:
+	clang-format -i $(SRC) $(wildcard src/*/*.h bpf/*.h bpf/*.bpf.c tests/unit/*.c)
+
+clean:
+	rm -rf $(BUILD) sonde
