@@ -2,6 +2,15 @@
 # what is missing (scripts/deps.sh), so both work on a fresh Debian 12 machine.
 
 BUILD    ?= build
+# V=1 shows full commands.
+V ?= 0
+ifeq ($(V),0)
+Q := @
+msg = @printf '  %-5s %s\n' $(1) $(2);
+else
+Q :=
+msg =
+endif
 CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
@@ -39,7 +48,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 all: sonde
 
 sonde: $(BUILD)/release/sonde
-	ln -sf $< $@
+	$(Q)ln -sf $< $@
 
 asan: $(BUILD)/asan/sonde
 
@@ -50,39 +59,57 @@ deps:
 $(BUILD)/bpf/vmlinux.h:
 	@mkdir -p $(@D)
 	@test -r $(BTF) || { echo "error: no kernel BTF at $(BTF): sonde needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or set BTF=path)"; exit 1; }
-	$(BPFTOOL) btf dump file $(BTF) format c > $@
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $(BTF) format c > $@
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) $(BUILD)/bpf/vmlinux.h
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) $(WARN) \
-		-Wno-unused-function -I$(BUILD)/bpf -Ibpf -c $< -o $@
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) $(WARN) \
+		-Wno-unused-function -Wno-unused-parameter -I$(BUILD)/bpf -Ibpf -c $< -o $@
 
-$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
-	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+# `gen object` links the object and drops DWARF, keeping BTF: the skeleton
+# embeds a small ELF instead of megabytes of debug info.
+$(BUILD)/bpf/%.linked.o: $(BUILD)/bpf/%.bpf.o
+	$(call msg,LINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $<
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.linked.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+.SECONDARY:
 
 # --- user space: release and ASan/UBSan variants of the same objects
 $(BUILD)/release/%.o: src/%.c | $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/asan/%.o: src/%.c | $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
 $(BUILD)/release/libsonde.a: $(REL_OBJ)
-	ar rcs $@ $^
+	$(call msg,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/asan/libsonde.a: $(ASAN_OBJ)
-	ar rcs $@ $^
+	$(call msg,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/release/sonde: $(BUILD)/release/main.o $(BUILD)/release/libsonde.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/asan/sonde: $(BUILD)/asan/main.o $(BUILD)/asan/libsonde.a
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libsonde.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libsonde.a \
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libsonde.a \
 		-lcmocka $(LDLIBS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
