@@ -123,7 +123,7 @@ test: deps
 
 demo: deps
 	$(MAKE) all
-	lab/demo.sh
+	scripts/demo.sh
 
 bench: deps
 	$(MAKE) all

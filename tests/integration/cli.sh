@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The sonde binary's contract: version, generated help for every
+# subcommand, and clear errors that name the fix (not root, no BTF, a
+# missing tool, bad options).
+source "$(dirname "$0")/../lib.sh"
+
+out=$("$SONDE" --version)
+assert_contains "$out" "sonde 0." "--version prints the version"
+
+out=$("$SONDE" --help)
+for cmd in agent lab; do
+	assert_contains "$out" "  $cmd " "top-level help lists '$cmd'"
+done
+
+# Every option in each table shows in that subcommand's help.
+out=$("$SONDE" agent --help)
+for o in --node --cgroup-root --netns --metadata --output --duration --all-netns --btf --help; do
+	assert_contains "$out" "$o" "agent --help shows $o"
+done
+for sub in up down status exec delay loss load; do
+	out=$("$SONDE" lab "$sub" --help) || fail "lab $sub --help exits non-zero"
+	assert_contains "$out" "Usage: sonde lab $sub" "lab $sub --help"
+done
+assert_contains "$("$SONDE" help agent)" "Usage: sonde agent" "'sonde help agent'"
+
+# Unknown commands and options: exit 2 with a pointer to --help.
+"$SONDE" frobnicate >/dev/null 2>&1; assert_eq 2 $? "unknown command exits 2"
+err=$("$SONDE" agent --frob 2>&1); rc=$?
+assert_eq 2 "$rc" "unknown agent option exits 2"
+assert_contains "$err" "Try 'sonde agent --help'" "unknown option points at --help"
+err=$("$SONDE" agent --duration soon 2>&1)
+assert_contains "$err" "wants a duration such as 20ms" "bad duration is explained"
+err=$("$SONDE" lab up --nodes 1 2>&1)
+assert_contains "$err" "--nodes must be between 2" "too few nodes is explained"
+err=$("$SONDE" lab loss --node node-1 150% 2>&1)
+assert_contains "$err" "percentage in (0, 100]" "bad loss is explained"
+err=$("$SONDE" lab delay 20ms 2>&1)
+assert_contains "$err" "needs --node" "delay without node is explained"
+
+# Not root: the error says so and how to fix it. The binary must be
+# reachable by an unprivileged user for this check.
+if command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null &&
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$SONDE"; then
+	err=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$SONDE" agent 2>&1); rc=$?
+	assert_eq 1 "$rc" "agent as non-root exits 1"
+	assert_contains "$err" "needs root" "agent as non-root says it needs root"
+	err=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$SONDE" lab up 2>&1)
+	assert_contains "$err" "run it with sudo or as root" "lab as non-root names the fix"
+else
+	log "note: cannot run as nobody here (binary not reachable); non-root check skipped"
+fi
+
+# No BTF: the error names the kernel option.
+err=$("$SONDE" agent --btf /nonexistent/vmlinux --duration 1s 2>&1); rc=$?
+assert_eq 1 "$rc" "agent without BTF exits 1"
+assert_contains "$err" "CONFIG_DEBUG_INFO_BTF=y" "missing BTF names the kernel option"
+
+# A missing tool: the error names the package to install. A PATH without
+# nginx is made from symlinks to everything else the lab checks.
+mkdir -p "$TMP/bin"
+for t in ip iptables-legacy nsenter jq dnsmasq bash; do
+	ln -sf "$(command -v "$t")" "$TMP/bin/$t"
+done
+err=$(PATH="$TMP/bin" "$SONDE" lab up 2>&1); rc=$?
+assert_eq 1 "$rc" "lab up without nginx exits 1"
+assert_contains "$err" "apt-get install nginx-light" "missing nginx names its package"
+rm -rf "$TMP"
+
+done_testing
