@@ -405,7 +405,7 @@ make_overlay() { # NODES
 
 # Pod table (index = position in POD_ORDER).
 declare -a POD_ORDER=()
-declare -A P_NAME P_NS P_WL P_APP P_VERSION P_NODE P_IP P_UID P_CID P_CONTAINER P_VETH P_PORT P_LABELS P_PID
+declare -A P_SANDBOX P_NAME P_NS P_WL P_APP P_VERSION P_NODE P_IP P_UID P_CID P_CONTAINER P_VETH P_PORT P_LABELS P_PID
 
 plan_pods() { # NODES WORKLOAD
 	local nodes=$1 workload=$2 i wl node hash
@@ -422,6 +422,7 @@ plan_pods() { # NODES WORKLOAD
 		next_ip[$node]=$((${next_ip[$node]:-2} + 1))
 		P_UID[$i]=$(</proc/sys/kernel/random/uuid)
 		P_CID[$i]=$(container_id)
+		P_SANDBOX[$i]=$(container_id)
 		P_VETH[$i]=veth$(rand_hex32)
 		P_PID[$i]=0
 		case $wl in
@@ -447,6 +448,10 @@ pod_netns() { printf 'sonde-pod-%s' "${P_NAME[$1]}"; }
 pod_dir() { printf '%s/pods/%s' "$RUN" "${P_NAME[$1]}"; }
 pod_cgroup() {
 	printf '%s/node-%s/kubepods/besteffort/pod%s/%s' "$CG_ROOT" "${P_NODE[$1]}" "${P_UID[$1]}" "${P_CID[$1]}"
+}
+# The sandbox ("pause") container's cgroup, a sibling of the app container's.
+sandbox_cgroup() {
+	printf '%s/node-%s/kubepods/besteffort/pod%s/%s' "$CG_ROOT" "${P_NODE[$1]}" "${P_UID[$1]}" "${P_SANDBOX[$1]}"
 }
 
 # Services: S_* indexed by position; endpoints are pods whose labels match.
@@ -566,7 +571,12 @@ make_pod_network() { # POD
 	mkdir -p "/etc/netns/$ns"
 	printf 'nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n' \
 		"$DNS_IP" "${P_NS[$p]}" "$DOMAIN" "$DOMAIN" "$DOMAIN" >"/etc/netns/$ns/resolv.conf"
-	mkdir -p "$(pod_cgroup "$p")" "$(pod_dir "$p")"
+	mkdir -p "$(pod_cgroup "$p")" "$(sandbox_cgroup "$p")" "$(pod_dir "$p")"
+	# Like kubelet's pause container: a process that holds the pod's netns
+	# for the pod's whole life, whatever its app containers do (the load
+	# generator at rate 0 has none). Node discovery finds a pod's netns
+	# through its processes, as on a real node.
+	spawn "$(sandbox_cgroup "$p")" /dev/null ip netns exec "$ns" sleep infinity
 }
 
 # Renders a pod's configuration into its directory.
@@ -707,6 +717,7 @@ pod_json() { # POD
 		"${P_LABELS[$p]}" "${P_NODE[$p]}" "${P_IP[$p]}" "$(pod_netns "$p")" "$(pod_netns "$p")"
 	printf '"cgroup":"%s","container":"%s","container_id":"%s","host_veth":"%s","host_veth_ifindex":%s,' \
 		"$(pod_cgroup "$p")" "${P_CONTAINER[$p]}" "${P_CID[$p]}" "${P_VETH[$p]}" "${VETH_IFINDEX[${P_VETH[$p]}]}"
+	printf '"sandbox_id":"%s","sandbox_cgroup":"%s",' "${P_SANDBOX[$p]}" "$(sandbox_cgroup "$p")"
 	printf '"ports":[%s],"dir":"%s","created":"%s","pid":%s}\n' \
 		"$port_list" "$(pod_dir "$p")" "$CREATED" "${P_PID[$p]}"
 }
