@@ -7,6 +7,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 PATTERN=${TESTS:-}
 TIMEOUT=${TEST_TIMEOUT:-600}
+# The lab is one per machine (global netns and cgroup names): integration
+# tests from concurrent runs (several worktrees, a developer's shell) take
+# turns on this lock. flock -o: the lock is not inherited by lab daemons, so
+# it is released when the test script ends, whatever it left running.
+LAB_LOCK=/run/sonde-lab-session.lock
 passed=0 failed=0 skipped=0
 failed_names=""
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
@@ -41,12 +46,12 @@ if [ "$(id -u)" != 0 ]; then
 	for t in tests/integration/*.sh; do record "integration/$(basename "$t" .sh)" 77 0; done
 else
 	# A lab left by an earlier run (crash, kill -9) must not break these.
-	build/asan/sonde lab down >/dev/null 2>&1 || true
+	flock -o "$LAB_LOCK" build/asan/sonde lab down >/dev/null 2>&1 || true
 	for t in tests/integration/*.sh; do
 		[ -f "$t" ] || continue
-		run_one "integration/$(basename "$t" .sh)" bash "$t"
+		run_one "integration/$(basename "$t" .sh)" flock -o "$LAB_LOCK" bash "$t"
 	done
-	build/asan/sonde lab down >/dev/null 2>&1 || true
+	flock -o "$LAB_LOCK" build/asan/sonde lab down >/dev/null 2>&1 || true
 fi
 
 [ -n "$failed_names" ] && echo "failed:$failed_names"

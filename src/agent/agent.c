@@ -1,12 +1,13 @@
-/* `sonde agent`: runs one node's sensors and writes records as JSON lines.
+/* `sonde agent`: runs one node's sensor families and writes their records.
  *
  * Shape (after libbpf-bootstrap and netstacklat): discover the node, start
- * the sensors (each may degrade on its own), then one epoll loop over the
- * ring buffers, a 1 s timer (rediscover pods, reload metadata, re-read the
- * clock offset) and a signalfd for a clean stop. */
-#include "agent/flow_sensor.h"
-#include "agent/meta.h"
-#include "agent/node.h"
+ * every selected family (each may degrade on its own), then one epoll loop
+ * over the families' ring buffers, a 1 s timer (rediscover pods, reload
+ * metadata, re-read the clock offset), an --interval timer (families flush
+ * their aggregates) and a signalfd for a clean stop. */
+#include "agent/agent.h"
+#include "agent/output.h"
+#include "agent/sensor.h"
 #include "cmds.h"
 #include "lab/lab.h"
 #include "lib/log.h"
@@ -15,7 +16,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,17 +27,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_FAMILIES 16
+
+struct running {
+	const struct sensor_family *fam;
+	void *state;		/* NULL: unavailable */
+	char why[256];		/* why it is unavailable */
+};
+
 struct agent {
+	struct agent_config cfg;
 	const char *node_name;
 	char cgroup_root[PATH_MAX];
 	char netns_path[PATH_MAX];
 	const char *metadata_path;
 	struct meta meta;
 	struct node_view view;
-	struct flow_sensor *flow;
-	FILE *out;
-	int64_t mono_to_real_ns; /* add to CLOCK_MONOTONIC to get UTC */
-	uint64_t records;
+	uint32_t *targets;
+	size_t ntargets;
+	struct output *out;
+	int64_t mono_to_real_ns;
+	struct running fams[MAX_FAMILIES];
+	size_t nfams;
 };
 
 static const char *opt_node;
@@ -46,7 +57,11 @@ static const char *opt_netns;
 static const char *opt_metadata;
 static const char *opt_output;
 static const char *opt_btf;
+static const char *opt_sensors;
+static const char *opt_pods;
+static const char *opt_namespaces;
 static uint64_t opt_duration_ns;
+static uint64_t opt_interval_ns;
 static bool opt_all_netns;
 
 static const struct opt agent_opts[] = {
@@ -60,12 +75,21 @@ static const struct opt agent_opts[] = {
 	  "/proc/self/ns/net)" },
 	{ "metadata", 'm', OPT_STRING, &opt_metadata, "FILE",
 	  "pod/service metadata (default: " LAB_STATE_FILE " if present)" },
+	{ "sensors", 's', OPT_STRING, &opt_sensors, "LIST",
+	  "sensor families to run, comma-separated (default: all)" },
+	{ "pods", 'p', OPT_STRING, &opt_pods, "LIST",
+	  "monitor only these pods: NS/NAME or NAME (prefix), comma-separated" },
+	{ "namespace", 0, OPT_STRING, &opt_namespaces, "LIST",
+	  "monitor only pods of these namespaces, comma-separated" },
+	{ "interval", 'i', OPT_DURATION, &opt_interval_ns, "DUR",
+	  "aggregation and flush period of the sensors (default: 1s)" },
 	{ "output", 'o', OPT_STRING, &opt_output, "FILE",
 	  "append JSON lines to FILE instead of stdout" },
 	{ "duration", 'd', OPT_DURATION, &opt_duration_ns, "DUR",
 	  "stop after DUR (e.g. 30s); default: run until SIGINT/SIGTERM" },
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,
-	  "report sockets of every network namespace, not only this node's" },
+	  "report sockets of every network namespace, not only the "
+	  "monitored pods'" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -78,35 +102,45 @@ static const struct cmd_spec agent_spec = {
 		   "as JSON lines.",
 	.opts = agent_opts,
 	.details =
-		"Records: {\"kind\":\"flow\",\"event\":\"open\"|\"close\", "
-		"\"time_ns\", \"node\", \"side\", \"src\", \"dst\", ...};\n"
-		"src is the side that opened the connection. On exit, a line "
-		"with the\nsensor's counters (events, lost events) goes to "
-		"stderr.",
+		"Every record has \"kind\" (its sensor's record type), "
+		"\"time_ns\" (UTC) and \"node\";\nsee docs/records.md. "
+		"Without --pods/--namespace every pod of the node and the\n"
+		"node's own network namespace are monitored. On exit, one "
+		"line per sensor\nfamily with its state and counters (events, "
+		"lost events) goes to stderr.",
 };
 
-static int64_t clock_offset_ns(void)
-{
-	struct timespec mono, real;
+/* ---- what sensors may use (agent.h) */
 
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
-	       (real.tv_nsec - mono.tv_nsec);
+const struct agent_config *agent_config(const struct agent *a)
+{
+	return &a->cfg;
 }
 
-static const char *const tcp_states[] = {
-	[1] = "ESTABLISHED", [2] = "SYN_SENT",	 [3] = "SYN_RECV",
-	[4] = "FIN_WAIT1",   [5] = "FIN_WAIT2",	 [6] = "TIME_WAIT",
-	[7] = "CLOSE",	     [8] = "CLOSE_WAIT", [9] = "LAST_ACK",
-	[10] = "LISTEN",     [11] = "CLOSING",	 [12] = "NEW_SYN_RECV",
-};
-
-static const char *tcp_state_name(unsigned int s)
+const char *agent_node_name(const struct agent *a)
 {
-	if (s < sizeof(tcp_states) / sizeof(tcp_states[0]) && tcp_states[s])
-		return tcp_states[s];
-	return "UNKNOWN";
+	return a->node_name;
+}
+
+int64_t agent_mono_to_real(const struct agent *a)
+{
+	return a->mono_to_real_ns;
+}
+
+const struct node_view *agent_view(const struct agent *a)
+{
+	return &a->view;
+}
+
+const struct meta *agent_meta(const struct agent *a)
+{
+	return &a->meta;
+}
+
+const uint32_t *agent_target_netns(const struct agent *a, size_t *n)
+{
+	*n = a->ntargets;
+	return a->targets;
 }
 
 static void set_pod(json_t *ep, const struct meta_pod *p)
@@ -118,16 +152,13 @@ static void set_pod(json_t *ep, const struct meta_pod *p)
 			    p->service ? json_string(p->service) : json_null());
 }
 
-/* An endpoint of a record: address, and who is behind it when we know. The
- * local end is attributed through its netns (which pod owns the socket),
- * the remote end through its address (a pod IP or a service's cluster IP). */
-static json_t *endpoint(struct agent *a, const uint8_t *addr, uint16_t family,
-			uint16_t port, const uint32_t *local_netns)
+json_t *agent_endpoint(struct agent *a, int family, const void *addr,
+		       uint16_t port, const uint32_t *local_netns)
 {
 	char ip[INET6_ADDRSTRLEN] = "";
 	json_t *ep = json_object();
 
-	inet_ntop(family == 2 ? AF_INET : AF_INET6, addr, ip, sizeof(ip));
+	inet_ntop(family, addr, ip, sizeof(ip));
 	json_object_set_new(ep, "ip", json_string(ip));
 	json_object_set_new(ep, "port", json_integer(port));
 
@@ -159,68 +190,100 @@ static json_t *endpoint(struct agent *a, const uint8_t *addr, uint16_t family,
 	return ep;
 }
 
-static void on_flow_event(const struct flow_event *e, void *ctx)
+json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns)
 {
-	struct agent *a = ctx;
-	json_t *local = endpoint(a, e->laddr, e->family, e->lport, &e->netns);
-	json_t *remote = endpoint(a, e->raddr, e->family, e->rport, NULL);
-	bool server = e->side == FLOW_SIDE_SERVER;
 	json_t *rec = json_object();
-	char comm[FLOW_COMM_LEN + 1];
 
-	json_object_set_new(rec, "kind", json_string("flow"));
-	json_object_set_new(rec, "event", json_string(e->type == FLOW_EV_OPEN
-							     ? "open"
-							     : "close"));
+	json_object_set_new(rec, "kind", json_string(kind));
 	json_object_set_new(rec, "time_ns",
-			    json_integer((json_int_t)e->ts_ns +
+			    json_integer((json_int_t)mono_ns +
 					 a->mono_to_real_ns));
 	json_object_set_new(rec, "node", json_string(a->node_name));
-	json_object_set_new(rec, "proto", json_string("tcp"));
-	json_object_set_new(rec, "ip_version",
-			    json_integer(e->family == 2 ? 4 : 6));
-	json_object_set_new(rec, "side",
-			    json_string(server			      ? "server"
-					: e->side == FLOW_SIDE_CLIENT ? "client"
-								      : "unknown"));
-	/* src opened the connection: the remote end when we are the server. */
-	json_object_set_new(rec, "src", server ? remote : local);
-	json_object_set_new(rec, "dst", server ? local : remote);
-	json_object_set_new(rec, "old_state",
-			    json_string(tcp_state_name(e->oldstate)));
-	json_object_set_new(rec, "new_state",
-			    json_string(tcp_state_name(e->newstate)));
-	json_object_set_new(rec, "netns", json_integer(e->netns));
-	if (e->pid) {
-		memcpy(comm, e->comm, FLOW_COMM_LEN);
-		comm[FLOW_COMM_LEN] = '\0';
-		json_object_set_new(rec, "pid", json_integer(e->pid));
-		json_object_set_new(rec, "comm", json_string(comm));
-	}
-	if (e->start_ns && e->established_ns)
-		json_object_set_new(
-			rec, "handshake_ns",
-			json_integer((json_int_t)(e->established_ns -
-						  e->start_ns)));
-	if (e->type == FLOW_EV_CLOSE) {
-		json_object_set_new(rec, "established",
-				    json_boolean(e->established_ns != 0 ||
-						 !e->start_ns));
-		if (e->start_ns)
-			json_object_set_new(
-				rec, "duration_ns",
-				json_integer((json_int_t)(e->ts_ns -
-							  e->start_ns)));
-	}
+	return rec;
+}
 
+void agent_emit(struct agent *a, json_t *rec)
+{
 	char *line = json_dumps(rec, JSON_COMPACT);
+
 	if (line) {
-		fputs(line, a->out);
-		fputc('\n', a->out);
+		if (output_write(a->out, line))
+			log_warn("cannot write a record: %s", strerror(errno));
 		free(line);
-		a->records++;
 	}
 	json_decref(rec);
+}
+
+/* ---- pod selection */
+
+/* Is `item` in the comma-separated `list`? With prefix, item may be longer
+ * than the list entry (pod names carry generated suffixes). */
+static bool in_list(const char *list, const char *item, bool prefix)
+{
+	size_t ilen = strlen(item);
+
+	for (const char *p = list; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len && (prefix ? len <= ilen : len == ilen) &&
+		    !strncmp(p, item, len))
+			return true;
+		p += len + (end ? 1 : 0);
+	}
+	return false;
+}
+
+static bool pod_selected(const struct meta_pod *p)
+{
+	char full[512];
+
+	if (opt_namespaces && !in_list(opt_namespaces, p->namespace, false))
+		return false;
+	if (!opt_pods)
+		return true;
+	snprintf(full, sizeof(full), "%s/%s", p->namespace, p->name);
+	return in_list(opt_pods, full, true) || in_list(opt_pods, p->name, true);
+}
+
+/* Recomputes the target netns from the node view and the selection. */
+static void compute_targets(struct agent *a)
+{
+	bool selecting = opt_pods || opt_namespaces;
+	size_t n = 0;
+
+	free(a->targets);
+	a->targets = calloc(a->view.count + 1, sizeof(uint32_t));
+	a->ntargets = 0;
+	if (!a->targets)
+		return;
+	if (!selecting)
+		a->targets[n++] = a->view.node_netns;
+	for (size_t i = 0; i < a->view.count; i++) {
+		const struct netns_owner *o = &a->view.owners[i];
+		if (selecting) {
+			const struct meta_pod *p =
+				o->pod_uid[0] ? meta_pod_by_uid(&a->meta, o->pod_uid)
+					      : NULL;
+			if (!p || !pod_selected(p))
+				continue;
+		}
+		bool dup = false;
+		for (size_t j = 0; j < n; j++)
+			dup |= a->targets[j] == o->netns;
+		if (!dup)
+			a->targets[n++] = o->netns;
+	}
+	a->ntargets = n;
+}
+
+static int64_t clock_offset_ns(void)
+{
+	struct timespec mono, real;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
+	       (real.tv_nsec - mono.tv_nsec);
 }
 
 /* Rediscovers the node's pods and points the sensors at their netns. */
@@ -235,17 +298,10 @@ static void refresh_node(struct agent *a)
 		return;
 	node_view_free(&a->view);
 	a->view = view;
-	if (!a->flow)
-		return;
-
-	uint32_t *netns = calloc(view.count + 1, sizeof(uint32_t));
-	if (!netns)
-		return;
-	netns[0] = view.node_netns;
-	for (size_t i = 0; i < view.count; i++)
-		netns[i + 1] = view.owners[i].netns;
-	flow_sensor_set_netns(a->flow, netns, view.count + 1);
-	free(netns);
+	compute_targets(a);
+	for (size_t i = 0; i < a->nfams; i++)
+		if (a->fams[i].state && a->fams[i].fam->retarget)
+			a->fams[i].fam->retarget(a->fams[i].state);
 }
 
 static int resolve_node(struct agent *a)
@@ -271,6 +327,10 @@ static int resolve_node(struct agent *a)
 		}
 		mn = meta_node(&a->meta, a->node_name);
 	}
+	if ((opt_pods || opt_namespaces) && !a->metadata_path) {
+		log_err("--pods/--namespace need pod metadata (--metadata)");
+		return -EINVAL;
+	}
 	if (opt_cgroup_root)
 		snprintf(a->cgroup_root, sizeof(a->cgroup_root), "%s",
 			 opt_cgroup_root);
@@ -289,32 +349,86 @@ static int resolve_node(struct agent *a)
 	return 0;
 }
 
-static void report_counters(struct agent *a)
+/* Picks the families named by --sensors (all by default). */
+static int select_families(struct agent *a)
 {
-	uint64_t c[FLOW_CNT_MAX];
-
-	if (!a->flow) {
-		fprintf(stderr, "{\"sensor\":\"flow\",\"state\":\"unavailable\"}\n");
-		return;
+	for (const struct sensor_family *const *f = sensor_families; *f; f++)
+		if ((!opt_sensors || in_list(opt_sensors, (*f)->name, false)) &&
+		    a->nfams < MAX_FAMILIES)
+			a->fams[a->nfams++].fam = *f;
+	if (opt_sensors) {
+		/* Every name given must exist: a typo must not go unnoticed. */
+		char *copy = strdup(opt_sensors), *save = NULL;
+		for (char *t = strtok_r(copy, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save)) {
+			bool known = false;
+			for (size_t i = 0; i < a->nfams; i++)
+				known |= !strcmp(a->fams[i].fam->name, t);
+			if (!known) {
+				fprintf(stderr,
+					"sonde agent: unknown sensor family "
+					"'%s' (have:",
+					t);
+				for (const struct sensor_family *const *f =
+					     sensor_families;
+				     *f; f++)
+					fprintf(stderr, " %s", (*f)->name);
+				fprintf(stderr, ")\n");
+				free(copy);
+				return -EINVAL;
+			}
+		}
+		free(copy);
 	}
-	if (flow_sensor_counters(a->flow, c))
-		return;
-	fprintf(stderr,
-		"{\"sensor\":\"flow\",\"state\":\"running\",\"hook\":\"%s\","
-		"\"records\":%llu,\"events\":%llu,\"lost_ringbuf_full\":%llu,"
-		"\"untracked_map_full\":%llu,\"closes_without_birth\":%llu}\n",
-		flow_sensor_hook(a->flow), (unsigned long long)a->records,
-		(unsigned long long)c[FLOW_CNT_EVENTS],
-		(unsigned long long)c[FLOW_CNT_RINGBUF_FULL],
-		(unsigned long long)c[FLOW_CNT_TRACK_FULL],
-		(unsigned long long)c[FLOW_CNT_UNTRACKED_END]);
+	return 0;
 }
+
+static void report_status(struct agent *a)
+{
+	for (size_t i = 0; i < a->nfams; i++) {
+		struct running *r = &a->fams[i];
+		json_t *st = json_object();
+
+		json_object_set_new(st, "sensor", json_string(r->fam->name));
+		json_object_set_new(st, "state", json_string(r->state
+								     ? "running"
+								     : "unavailable"));
+		if (r->state && r->fam->status)
+			r->fam->status(r->state, st);
+		else if (!r->state)
+			json_object_set_new(st, "reason", json_string(r->why));
+		char *line = json_dumps(st, JSON_COMPACT);
+		if (line) {
+			fprintf(stderr, "%s\n", line);
+			free(line);
+		}
+		json_decref(st);
+	}
+}
+
+static int add_fd(int epfd, int fd, uint64_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static int arm(int tfd, uint64_t ns)
+{
+	struct itimerspec t = {
+		.it_interval = { (time_t)(ns / 1000000000ULL),
+				 (long)(ns % 1000000000ULL) },
+	};
+	t.it_value = t.it_interval;
+	return timerfd_settime(tfd, 0, &t, NULL);
+}
+
+enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK };
 
 int cmd_agent(int argc, char **argv)
 {
-	struct agent a = { .out = stdout };
-	int npos = 0, rc = 1, epfd = -1, tfd = -1, sfd = -1;
-	char why[256] = "";
+	struct agent a = { 0 };
+	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1;
 
 	int prc = opts_parse(&agent_spec, argc, argv, &npos);
 	if (prc)
@@ -324,18 +438,20 @@ int cmd_agent(int argc, char **argv)
 			argv[0]);
 		return 2;
 	}
+	if (select_families(&a))
+		return 2;
 	if (sys_require_root("sonde agent") || sys_require_btf(opt_btf))
 		return 1;
+	a.cfg.btf_path = opt_btf;
+	a.cfg.interval_ns = opt_interval_ns ? opt_interval_ns : 1000000000ULL;
+	a.cfg.all_netns = opt_all_netns;
 	if (resolve_node(&a))
 		goto out;
-	if (opt_output) {
-		a.out = fopen(opt_output, "a");
-		if (!a.out) {
-			log_err("cannot open --output %s: %s", opt_output,
-				strerror(errno));
-			a.out = stdout;
-			goto out;
-		}
+	a.out = output_open(opt_output);
+	if (!a.out) {
+		log_err("cannot open --output %s: %s", opt_output,
+			strerror(errno));
+		goto out;
 	}
 
 	/* Stop cleanly on SIGINT/SIGTERM: read through a signalfd. */
@@ -345,89 +461,102 @@ int cmd_agent(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-
-	struct flow_options fo = {
-		.filter_netns = !opt_all_netns,
-		.btf_path = opt_btf,
-		.on_event = on_flow_event,
-		.ctx = &a,
-	};
-	int err = flow_sensor_start(&a.flow, &fo, why, sizeof(why));
-	if (err) {
-		/* A sensor that cannot run degrades; the agent stays up. */
-		log_warn("flow sensor unavailable: %s", why);
-		a.flow = NULL;
-	}
-	refresh_node(&a);
-
 	epfd = epoll_create1(EPOLL_CLOEXEC);
-	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-	if (epfd < 0 || tfd < 0 || sfd < 0) {
+	rfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	ifd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (epfd < 0 || rfd < 0 || ifd < 0 || sfd < 0) {
 		log_err("epoll/timerfd/signalfd: %s", strerror(errno));
 		goto out;
 	}
-	struct itimerspec tick = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
-	timerfd_settime(tfd, 0, &tick, NULL);
-	struct epoll_event ev = { .events = EPOLLIN };
-	ev.data.fd = tfd;
-	epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
-	ev.data.fd = sfd;
-	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
-	if (a.flow) {
-		ev.data.fd = flow_sensor_fd(a.flow);
-		epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+
+	a.mono_to_real_ns = clock_offset_ns();
+	for (size_t i = 0; i < a.nfams; i++) {
+		struct running *r = &a.fams[i];
+		int err = r->fam->start(&a, &r->state, r->why, sizeof(r->why));
+		if (err) {
+			/* A family that cannot run degrades; the agent stays. */
+			log_warn("%s sensor unavailable: %s", r->fam->name,
+				 r->why);
+			r->state = NULL;
+			continue;
+		}
+		int fd = r->fam->poll_fd ? r->fam->poll_fd(r->state) : -1;
+		if (fd >= 0 && add_fd(epfd, fd, i))
+			log_warn("%s: epoll: %s", r->fam->name, strerror(errno));
 	}
+	refresh_node(&a);
+
+	arm(rfd, 1000000000ULL);
+	arm(ifd, a.cfg.interval_ns);
+	add_fd(epfd, sfd, TAG_SIGNAL);
+	add_fd(epfd, rfd, TAG_REFRESH);
+	add_fd(epfd, ifd, TAG_TICK);
 
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	bool stop = false;
 	while (!stop) {
-		struct epoll_event evs[8];
-		int n = epoll_wait(epfd, evs, 8, 1000);
+		struct epoll_event evs[16];
+		int n = epoll_wait(epfd, evs, 16, 1000);
+		uint64_t expirations;
 
 		if (n < 0 && errno != EINTR) {
 			log_err("epoll_wait: %s", strerror(errno));
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-			if (fd == sfd) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si;
 				if (read(sfd, &si, sizeof(si)) > 0)
 					log_info("signal %u: stopping",
 						 si.ssi_signo);
 				stop = true;
-			} else if (fd == tfd) {
-				uint64_t expirations;
-				if (read(tfd, &expirations, sizeof(expirations)) > 0)
+			} else if (tag == TAG_REFRESH) {
+				if (read(rfd, &expirations, sizeof(expirations)) > 0)
 					refresh_node(&a);
-			} else if (a.flow) {
-				flow_sensor_consume(a.flow);
+			} else if (tag == TAG_TICK) {
+				if (read(ifd, &expirations, sizeof(expirations)) <= 0)
+					continue;
+				for (size_t f = 0; f < a.nfams; f++)
+					if (a.fams[f].state && a.fams[f].fam->tick)
+						a.fams[f].fam->tick(a.fams[f].state);
+			} else if (tag < a.nfams && a.fams[tag].state) {
+				a.fams[tag].fam->consume(a.fams[tag].state);
 			}
 		}
-		fflush(a.out);
+		output_flush(a.out);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (opt_duration_ns &&
 		    (uint64_t)((now.tv_sec - t0.tv_sec) * 1000000000LL +
 			       (now.tv_nsec - t0.tv_nsec)) >= opt_duration_ns)
 			stop = true;
 	}
-	/* Drain what the kernel already wrote: accepted data is never lost. */
-	if (a.flow)
-		flow_sensor_consume(a.flow);
-	fflush(a.out);
+	/* Drain what the kernel already wrote, then flush the aggregates:
+	 * accepted data is never lost. */
+	for (size_t f = 0; f < a.nfams; f++) {
+		if (!a.fams[f].state)
+			continue;
+		a.fams[f].fam->consume(a.fams[f].state);
+		if (a.fams[f].fam->tick)
+			a.fams[f].fam->tick(a.fams[f].state);
+	}
 	rc = 0;
 out:
-	report_counters(&a);
-	flow_sensor_stop(a.flow);
+	report_status(&a);
+	for (size_t f = 0; f < a.nfams; f++)
+		if (a.fams[f].state)
+			a.fams[f].fam->stop(a.fams[f].state);
+	output_close(a.out);
+	free(a.targets);
 	node_view_free(&a.view);
 	meta_free(&a.meta);
-	if (a.out && a.out != stdout)
-		fclose(a.out);
 	if (epfd >= 0)
 		close(epfd);
-	if (tfd >= 0)
-		close(tfd);
+	if (rfd >= 0)
+		close(rfd);
+	if (ifd >= 0)
+		close(ifd);
 	if (sfd >= 0)
 		close(sfd);
 	return rc;

@@ -1,0 +1,45 @@
+/* What a sensor family may use of the agent that runs it: the node, the
+ * monitored pods, attribution of addresses to pods and services, and the
+ * one place records leave through. */
+#ifndef SONDE_AGENT_H
+#define SONDE_AGENT_H
+
+#include "agent/meta.h"
+#include "agent/node.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct agent;
+
+/* Settings common to every family, from `sonde agent`'s options. */
+struct agent_config {
+	const char *btf_path;	/* NULL: the running kernel's BTF */
+	uint64_t interval_ns;	/* aggregation/flush period (--interval) */
+	bool all_netns;		/* watch every netns, not only the targets' */
+};
+
+const struct agent_config *agent_config(const struct agent *a);
+const char *agent_node_name(const struct agent *a);
+/* Add to a CLOCK_MONOTONIC (bpf_ktime_get_ns) time to get UTC ns. */
+int64_t agent_mono_to_real(const struct agent *a);
+const struct node_view *agent_view(const struct agent *a);
+const struct meta *agent_meta(const struct agent *a);
+/* The network namespaces (inode numbers) the sensors must watch: those of
+ * the selected pods, plus the node's own when no pod selection is given. */
+const uint32_t *agent_target_netns(const struct agent *a, size_t *n);
+
+/* An endpoint object {"ip","port", "pod","namespace","workload","service"
+ * ...}. The local end (local_netns != NULL) is attributed by the netns that
+ * owns the socket; a remote end by its address (pod IP or cluster IP). */
+json_t *agent_endpoint(struct agent *a, int family, const void *addr,
+		       uint16_t port, const uint32_t *local_netns);
+/* Starts a record with the fields every record has: kind, time (UTC ns),
+ * node. */
+json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns);
+/* Writes a record out and drops the reference. */
+void agent_emit(struct agent *a, json_t *rec);
+
+#endif
