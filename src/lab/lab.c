@@ -161,6 +161,9 @@ static int check_lab_tools(void)
 		{ "nginx", "nginx-light" },
 		{ "dnsmasq", "dnsmasq-base" },
 		{ "bash", "bash" },
+		{ "curl", "curl" },     /* readiness probes, lab tests */
+		{ "dig", "bind9-dnsutils" },
+		{ "flock", "util-linux" },
 	};
 	int rc = 0;
 
