@@ -85,6 +85,19 @@ static const struct opt agent_opts[] = {
 	  "aggregation and flush period of the sensors (default: 1s)" },
 	{ "output", 'o', OPT_STRING, &opt_output, "FILE",
 	  "append JSON lines to FILE instead of stdout" },
+	{ "server", 0, OPT_STRING, &output_ship.server, "URL",
+	  "ship records to `sonde server` at URL (then no stdout unless "
+	  "--output); spooled on disk while it is away" },
+	{ "token", 0, OPT_STRING, &output_ship.token, "TOKEN",
+	  "bearer token for --server (default: $SONDE_TOKEN)" },
+	{ "spool", 0, OPT_STRING, &output_ship.spool, "DIR",
+	  "spool directory, one per agent (default /var/lib/sonde/spool)" },
+	{ "spool-kb", 0, OPT_INT, &output_ship.spool_kb, "KB",
+	  "spool bound; when full the oldest batches are dropped and counted "
+	  "(default 262144 = 256 MiB)" },
+	{ "batch", 0, OPT_INT, &output_ship.batch, "N",
+	  "records per shipped batch (default 2000; a batch also leaves "
+	  "after 1 s)" },
 	{ "duration", 'd', OPT_DURATION, &opt_duration_ns, "DUR",
 	  "stop after DUR (e.g. 30s); default: run until SIGINT/SIGTERM" },
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,

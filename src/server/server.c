@@ -128,7 +128,7 @@ int server_parse_time(const char *text, int64_t now_ns, int64_t *out_ns)
 	size_t len = strlen(text);
 	uint64_t d;
 
-	if (len > 15 && strspn(text, "0123456789") == len) {
+	if (len && strspn(text, "0123456789") == len) {
 		*out_ns = strtoll(text, NULL, 10);
 		return 0;
 	}

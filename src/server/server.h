@@ -15,7 +15,7 @@ int server_watch_fd(struct server *s, int fd,
 		    void (*cb)(struct server *s, int fd, void *ctx), void *ctx);
 
 /* Time helpers shared with the CLI: "5m" -> now - 5 min; a bare integer
- * of more than 15 digits is an absolute UTC time in ns. */
+ * is an absolute UTC time in ns. */
 int server_parse_time(const char *text, int64_t now_ns, int64_t *out_ns);
 int64_t server_now_ns(void);
 
