@@ -55,6 +55,8 @@ store_cleanup() {
 	local p
 	for p in "${AGENT_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	[ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null
-	wait 2>/dev/null
+	# Only our own children, by pid: a bare `wait` would also wait for
+	# helpers a test started (prometheus) and hang.
+	for p in "${AGENT_PIDS[@]}" $SERVER_PID; do wait "$p" 2>/dev/null; done
 }
 ON_EXIT=store_cleanup

@@ -12,6 +12,8 @@
  * stores it once. */
 #include "agent/output.h"
 #include "lib/log.h"
+#include "lib/procstat.h"
+#include "server/http.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -69,6 +71,12 @@ struct output {
 	bool stopping;
 	int64_t drain_until_ns;
 	/* counters */
+	/* the agent's /metrics */
+	struct MHD_Daemon *mhd;
+	void (*status_fn)(void *ctx, json_t *families);
+	void *status_ctx;
+	int64_t status_ns;
+	char *sensors_text; /* under mu */
 	uint64_t sealed_batches, shipped_batches, shipped_records,
 		duplicate_batches, dropped_batches, dropped_records,
 		rejected_batches, rejected_records, send_failures,
@@ -370,6 +378,9 @@ static void *shipper_main(void *arg)
 	return NULL;
 }
 
+static int metrics_open(struct output *o, const char *listen);
+static void snapshot_status(struct output *o);
+
 /* ---- setup */
 
 static int scan_spool(struct output *o)
@@ -446,8 +457,6 @@ static int ship_open(struct output *o)
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (uint64_t)real_ns() ^ ((uint64_t)getpid() << 32);
 	snprintf(o->run_id, sizeof(o->run_id), "%016llx", (unsigned long long)rnd);
-	pthread_mutex_init(&o->mu, NULL);
-	pthread_cond_init(&o->cv, NULL);
 	int err = scan_spool(o);
 	if (err)
 		return err;
@@ -475,13 +484,18 @@ struct output *output_open(const char *path)
 
 	if (!o)
 		return NULL;
+	o->lock_fd = -1;
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	if (output_ship.metrics && metrics_open(o, output_ship.metrics)) {
+		free(o);
+		errno = EADDRINUSE;
+		return NULL;
+	}
 	if (output_ship.server) {
 		int err = ship_open(o);
 		if (err) {
-			if (o->lock_fd >= 0)
-				close(o->lock_fd);
-			free(o->q);
-			free(o);
+			output_close(o);
 			errno = -err;
 			return NULL;
 		}
@@ -535,6 +549,7 @@ void output_flush(struct output *o)
 {
 	if (o->f)
 		fflush(o->f);
+	snapshot_status(o);
 	/* A batch waits at most ~1 s: records stay near real time. */
 	if (o->ship && o->nbuf && mono_ns() - o->first_ns >= 1000000000LL)
 		seal(o);
@@ -545,17 +560,19 @@ uint64_t output_records(const struct output *o)
 	return o->records;
 }
 
-void output_metrics(struct output *o, FILE *f)
+static void write_metrics(struct output *o, FILE *f)
 {
-	if (!o)
-		return;
 	fprintf(f, "# HELP sonde_agent_records_total Records the sensors "
 		   "emitted.\n# TYPE sonde_agent_records_total counter\n"
 		   "sonde_agent_records_total %llu\n",
 		(unsigned long long)o->records);
-	if (!o->ship)
-		return;
 	pthread_mutex_lock(&o->mu);
+	if (o->sensors_text)
+		fputs(o->sensors_text, f);
+	if (!o->ship) {
+		pthread_mutex_unlock(&o->mu);
+		return;
+	}
 	fprintf(f,
 		"# HELP sonde_agent_shipped_records_total Records the server "
 		"acknowledged.\n"
@@ -586,10 +603,171 @@ void output_metrics(struct output *o, FILE *f)
 	pthread_mutex_unlock(&o->mu);
 }
 
+/* ---- the agent's /metrics */
+
+struct metric_line {
+	char name[96];
+	char labels[160];
+	long long value;
+	const char *type;
+};
+
+static int cmp_metric(const void *a, const void *b)
+{
+	const struct metric_line *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->labels, y->labels);
+}
+
+/* Families' status objects -> Prometheus lines, grouped by metric name as
+ * the text format wants: "events" -> sonde_agent_events_total,
+ * "lost_<why>" -> sonde_agent_lost_events_total{reason="<why>"}, other
+ * counters -> sonde_agent_sensor_<name>. */
+static char *render_families(json_t *fams)
+{
+	size_t n = 0, cap = 64, i;
+	struct metric_line *m = malloc(cap * sizeof(*m));
+	json_t *fam;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (!m)
+		return NULL;
+	json_array_foreach(fams, i, fam)
+	{
+		const char *sensor = json_string_value(json_object_get(fam, "sensor"));
+		const char *state = json_string_value(json_object_get(fam, "state"));
+		const char *k;
+		json_t *v;
+		if (!sensor)
+			continue;
+		if (n + json_object_size(fam) + 1 > cap) {
+			cap = (n + json_object_size(fam) + 1) * 2;
+			struct metric_line *nm = realloc(m, cap * sizeof(*m));
+			if (!nm)
+				break;
+			m = nm;
+		}
+		snprintf(m[n].name, sizeof(m[n].name), "sonde_agent_sensor_up");
+		snprintf(m[n].labels, sizeof(m[n].labels), "sensor=\"%s\"", sensor);
+		m[n].value = state && !strcmp(state, "running");
+		m[n++].type = "gauge";
+		json_object_foreach(fam, k, v)
+		{
+			if (!json_is_integer(v))
+				continue;
+			struct metric_line *l = &m[n++];
+			l->value = (long long)json_integer_value(v);
+			l->type = "counter";
+			snprintf(l->labels, sizeof(l->labels), "sensor=\"%s\"", sensor);
+			if (!strcmp(k, "events")) {
+				snprintf(l->name, sizeof(l->name), "sonde_agent_events_total");
+			} else if (!strncmp(k, "lost_", 5)) {
+				snprintf(l->name, sizeof(l->name), "sonde_agent_lost_events_total");
+				snprintf(l->labels, sizeof(l->labels),
+					 "sensor=\"%s\",reason=\"%s\"", sensor, k + 5);
+			} else {
+				/* Counters of the family's own (records,
+				 * map_full ...): untyped, the name is theirs. */
+				snprintf(l->name, sizeof(l->name), "sonde_agent_sensor_%s", k);
+				l->type = "untyped";
+			}
+		}
+	}
+	qsort(m, n, sizeof(*m), cmp_metric);
+	f = open_memstream(&text, &len);
+	if (f) {
+		for (i = 0; i < n; i++) {
+			if (!i || strcmp(m[i].name, m[i - 1].name))
+				fprintf(f, "# TYPE %s %s\n", m[i].name, m[i].type);
+			fprintf(f, "%s{%s} %lld\n", m[i].name, m[i].labels, m[i].value);
+		}
+		fclose(f);
+	}
+	free(m);
+	return text;
+}
+
+static void snapshot_status(struct output *o)
+{
+	int64_t now = mono_ns();
+
+	if (!o->status_fn || !o->mhd || now - o->status_ns < 1000000000LL)
+		return;
+	o->status_ns = now;
+	json_t *fams = json_array();
+	o->status_fn(o->status_ctx, fams);
+	char *text = render_families(fams);
+	json_decref(fams);
+	pthread_mutex_lock(&o->mu);
+	free(o->sensors_text);
+	o->sensors_text = text;
+	pthread_mutex_unlock(&o->mu);
+}
+
+void output_set_status(struct output *o,
+		       void (*fn)(void *ctx, json_t *families), void *ctx)
+{
+	o->status_fn = fn;
+	o->status_ctx = ctx;
+}
+
+static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *c,
+				       const char *url, const char *method,
+				       const char *version, const char *upload,
+				       size_t *upload_size, void **con_cls)
+{
+	struct output *o = cls;
+	char *text = NULL;
+	size_t len = 0;
+	(void)method;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+
+	if (strcmp(url, "/metrics"))
+		return http_error(c, MHD_HTTP_NOT_FOUND, "only /metrics here");
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return MHD_NO;
+	write_metrics(o, f);
+	procstat_write(f);
+	fclose(f);
+	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len);
+}
+
+static int metrics_open(struct output *o, const char *listen)
+{
+	struct sockaddr_in sin;
+	sigset_t all, old;
+
+	if (http_parse_listen(listen, &sin)) {
+		log_err("--metrics wants ADDR:PORT, got '%s'", listen);
+		return -EINVAL;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	o->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+				  0, NULL, NULL, metrics_handler, o,
+				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+				  MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!o->mhd) {
+		log_err("cannot serve /metrics on %s", listen);
+		return -EADDRINUSE;
+	}
+	log_info("agent metrics on http://%s/metrics", listen);
+	return 0;
+}
+
 void output_close(struct output *o)
 {
 	if (!o)
 		return;
+	if (o->mhd)
+		MHD_stop_daemon(o->mhd);
 	if (o->f) {
 		fflush(o->f);
 		if (o->f != stdout)
@@ -621,12 +799,13 @@ void output_close(struct output *o)
 			(unsigned long long)o->dropped_records,
 			(unsigned long long)o->rejected_records,
 			(unsigned long long)o->send_failures);
-		pthread_mutex_destroy(&o->mu);
-		pthread_cond_destroy(&o->cv);
 		curl_global_cleanup();
 	}
-	if (o->lock_fd > 0)
+	pthread_mutex_destroy(&o->mu);
+	pthread_cond_destroy(&o->cv);
+	if (o->lock_fd >= 0)
 		close(o->lock_fd);
+	free(o->sensors_text);
 	free(o->q);
 	free(o->buf);
 	free(o);

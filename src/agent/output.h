@@ -4,6 +4,7 @@
 #ifndef SONDE_OUTPUT_H
 #define SONDE_OUTPUT_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,7 +35,11 @@ uint64_t output_records(const struct output *o);
  * to stderr. */
 void output_close(struct output *o);
 
-/* Prometheus text of the shipping counters (for the agent's /metrics). */
-void output_metrics(struct output *o, FILE *f);
+/* The agent's /metrics (output_ship.metrics): fn fills `families` (a JSON
+ * array of status objects as on exit: {"sensor": name, "state": ...,
+ * counters...}). It is called from output_flush, on the agent's thread, at
+ * most once a second; the HTTP thread serves the latest snapshot. */
+void output_set_status(struct output *o,
+		       void (*fn)(void *ctx, json_t *families), void *ctx);
 
 #endif

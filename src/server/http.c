@@ -1,5 +1,7 @@
 #include "server/http.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,4 +71,23 @@ enum MHD_Result http_json(struct MHD_Connection *c, unsigned status,
 		return MHD_NO;
 	size_t len = strlen(text);
 	return send_resp(c, status, "application/json", text, len, 0);
+}
+
+int http_parse_listen(const char *text, struct sockaddr_in *sin)
+{
+	char host[64];
+	const char *colon = strrchr(text, ':');
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (!colon || (size_t)(colon - text) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = 0;
+	long port = strtol(colon + 1, NULL, 10);
+	if (port <= 0 || port > 65535 ||
+	    inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sin->sin_addr) != 1)
+		return -EINVAL;
+	sin->sin_port = htons((uint16_t)port);
+	return 0;
 }

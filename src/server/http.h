@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stddef.h>
 
 /* Sends body (malloc'd; ownership taken, freed by MHD). */
@@ -19,5 +20,8 @@ enum MHD_Result http_retry(struct MHD_Connection *c, unsigned status,
 /* Sends a JSON value (reference taken). */
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status,
 			  json_t *v);
+
+/* "ADDR:PORT" (IPv4; empty ADDR: any) -> sockaddr. -EINVAL on junk. */
+int http_parse_listen(const char *text, struct sockaddr_in *sin);
 
 #endif

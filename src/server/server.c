@@ -12,6 +12,8 @@
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "server/http.h"
+#include "server/series.h"
+#include "lib/procstat.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
@@ -62,6 +64,7 @@ struct server {
 	bool stopping;
 	const char *token;
 	uint64_t retention_ns;
+	struct series_set *series;
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -181,6 +184,8 @@ static void *writer_main(void *arg)
 					       j->n, &j->dup);
 			if (j->rc)
 				s->store_errors++;
+			else if (!j->dup)
+				series_add(s->series, j->recs, j->n);
 		}
 		int64_t now = server_now_ns();
 		if (s->retention_ns && now - last_expire > 10000000000LL) {
@@ -587,6 +592,8 @@ static enum MHD_Result handle_metrics(struct server *s,
 		(unsigned long long)s->expired,
 		(unsigned long long)s->store_errors,
 		(unsigned long long)s->queries);
+	procstat_write(f);
+	series_write(s->series, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -707,25 +714,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int parse_listen(const char *text, struct sockaddr_in *sin)
-{
-	char host[64];
-	const char *colon = strrchr(text, ':');
-
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	if (!colon || (size_t)(colon - text) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, text, (size_t)(colon - text));
-	host[colon - text] = 0;
-	long port = strtol(colon + 1, NULL, 10);
-	if (port <= 0 || port > 65535 ||
-	    inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sin->sin_addr) != 1)
-		return -EINVAL;
-	sin->sin_port = htons((uint16_t)port);
-	return 0;
-}
-
 int cmd_server(int argc, char **argv)
 {
 	struct server s = { 0 };
@@ -748,7 +736,7 @@ int cmd_server(int argc, char **argv)
 	}
 	if (!opt_listen)
 		opt_listen = "127.0.0.1:7070";
-	if (parse_listen(opt_listen, &sin)) {
+	if (http_parse_listen(opt_listen, &sin)) {
 		fprintf(stderr, "sonde server: --listen wants ADDR:PORT (IPv4), "
 				"got '%s'\n", opt_listen);
 		return 2;
@@ -773,6 +761,9 @@ int cmd_server(int argc, char **argv)
 	/* Blocked before any thread starts: they inherit the mask, so
 	 * the signals reach the signalfd only. */
 	signal(SIGPIPE, SIG_IGN);
+	s.series = series_new(20000);
+	if (!s.series)
+		goto out;
 	if (s.ops->open(target, &s.writer, why, sizeof(why)) ||
 	    s.ops->open(target, &s.reader, why, sizeof(why))) {
 		log_err("cannot open the %s store %s: %s", s.ops->name, target,
@@ -847,6 +838,7 @@ out:
 		s.ops->close(s.writer);
 	if (s.reader)
 		s.ops->close(s.reader);
+	series_free(s.series);
 	if (sfd >= 0)
 		close(sfd);
 	if (s.epfd >= 0)
