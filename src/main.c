@@ -23,6 +23,12 @@ static const struct subcommand subcommands[] = {
 	  "run the eBPF sensors of one node and emit records as JSON lines" },
 	{ "lab", cmd_lab,
 	  "build and drive the lab cluster (netns nodes, pods, Bookinfo)" },
+	{ "server", cmd_server,
+	  "collect agents' records into a store (SQLite, ClickHouse), "
+	  "query API, /metrics" },
+	{ "query", cmd_query,
+	  "query the server: flows, http, dns, latency by service, "
+	  "workload, pod, time" },
 	{ 0 },
 };
 

@@ -85,6 +85,21 @@ static const struct opt agent_opts[] = {
 	  "aggregation and flush period of the sensors (default: 1s)" },
 	{ "output", 'o', OPT_STRING, &opt_output, "FILE",
 	  "append JSON lines to FILE instead of stdout" },
+	{ "server", 0, OPT_STRING, &output_ship.server, "URL",
+	  "ship records to `sonde server` at URL (then no stdout unless "
+	  "--output); spooled on disk while it is away" },
+	{ "token", 0, OPT_STRING, &output_ship.token, "TOKEN",
+	  "bearer token for --server (default: $SONDE_TOKEN)" },
+	{ "spool", 0, OPT_STRING, &output_ship.spool, "DIR",
+	  "spool directory, one per agent (default /var/lib/sonde/spool)" },
+	{ "spool-kb", 0, OPT_INT, &output_ship.spool_kb, "KB",
+	  "spool bound; when full the oldest batches are dropped and counted "
+	  "(default 262144 = 256 MiB)" },
+	{ "batch", 0, OPT_INT, &output_ship.batch, "N",
+	  "records per shipped batch (default 2000; a batch also leaves "
+	  "after 1 s)" },
+	{ "metrics", 0, OPT_STRING, &output_ship.metrics, "ADDR:PORT",
+	  "serve Prometheus /metrics (events, lost events, shipping, CPU)" },
 	{ "duration", 'd', OPT_DURATION, &opt_duration_ns, "DUR",
 	  "stop after DUR (e.g. 30s); default: run until SIGINT/SIGTERM" },
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,
@@ -383,20 +398,33 @@ static int select_families(struct agent *a)
 	return 0;
 }
 
+static json_t *family_status(const struct running *r)
+{
+	json_t *st = json_object();
+
+	json_object_set_new(st, "sensor", json_string(r->fam->name));
+	json_object_set_new(st, "state", json_string(r->state ? "running"
+							      : "unavailable"));
+	if (r->state && r->fam->status)
+		r->fam->status(r->state, st);
+	else if (!r->state)
+		json_object_set_new(st, "reason", json_string(r->why));
+	return st;
+}
+
+/* For the agent's /metrics (output_set_status). */
+static void families_status(void *ctx, json_t *out)
+{
+	struct agent *a = ctx;
+
+	for (size_t i = 0; i < a->nfams; i++)
+		json_array_append_new(out, family_status(&a->fams[i]));
+}
+
 static void report_status(struct agent *a)
 {
 	for (size_t i = 0; i < a->nfams; i++) {
-		struct running *r = &a->fams[i];
-		json_t *st = json_object();
-
-		json_object_set_new(st, "sensor", json_string(r->fam->name));
-		json_object_set_new(st, "state", json_string(r->state
-								     ? "running"
-								     : "unavailable"));
-		if (r->state && r->fam->status)
-			r->fam->status(r->state, st);
-		else if (!r->state)
-			json_object_set_new(st, "reason", json_string(r->why));
+		json_t *st = family_status(&a->fams[i]);
 		char *line = json_dumps(st, JSON_COMPACT);
 		if (line) {
 			fprintf(stderr, "%s\n", line);
@@ -453,6 +481,7 @@ int cmd_agent(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
+	output_set_status(a.out, families_status, &a);
 
 	/* Stop cleanly on SIGINT/SIGTERM: read through a signalfd. */
 	sigset_t mask;
