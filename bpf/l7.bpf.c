@@ -95,11 +95,18 @@ struct {
 	__uint(max_entries, 16 << 20);
 } l7_events SEC(".maps");
 
+/* The event being built, with room past data[] so that the verifier can
+ * see every copy at offset < L7_CAP of length <= L7_CAP stays inside. */
+struct l7_scratch {
+	struct l7_event e;
+	__u8 slack[L7_CAP];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct l7_event);
+	__type(value, struct l7_scratch);
 } l7_scratch SEC(".maps");
 
 struct {
@@ -284,25 +291,14 @@ static __always_inline void peer_from_sockaddr(struct l7_event *e, __u64 uaddr)
 	}
 }
 
-/* Sends one piece: `len` stream bytes at user address `base` (0: a gap,
- * nothing to read). */
-static __always_inline void emit_piece(struct l7_event *e, __u64 base,
-				       __u64 len, bool last)
+/* Writes the event in the scratch buffer out: `len` stream bytes, of which
+ * the first `cap` are in e->data. */
+static __noinline void flush(struct l7_event *e, __u64 len, __u64 cap,
+			    bool last)
 {
 	struct l7_seq_key key = { .sk = e->sock, .dir = e->dir };
 	__u32 *seq, one = 1;
-	__u64 cap = len;
 
-	if (cap > L7_CAP) {
-		cap = L7_CAP;
-		count(L7_CNT_TRUNCATED);
-	}
-	if (!base)
-		cap = 0;
-	if (cap && bpf_probe_read_user(e->data, cap, (void *)base)) {
-		count(L7_CNT_READ_FAULT);
-		cap = 0;
-	}
 	seq = bpf_map_lookup_elem(&l7_seq, &key);
 	if (seq) {
 		/* One writer per socket in practice (the ring orders one
@@ -313,6 +309,8 @@ static __always_inline void emit_piece(struct l7_event *e, __u64 base,
 		e->seq = 0;
 		bpf_map_update_elem(&l7_seq, &key, &one, BPF_ANY);
 	}
+	if (cap > L7_CAP)
+		cap = L7_CAP;
 	e->len = len;
 	e->cap = cap;
 	if (last)
@@ -323,29 +321,95 @@ static __always_inline void emit_piece(struct l7_event *e, __u64 base,
 		count(L7_CNT_EVENTS);
 }
 
-/* The first `total` bytes spread over an iovec array. */
-static __always_inline void emit_iov(struct l7_event *e, __u64 iov_ptr,
-				     __u32 cnt, __u64 total)
+/* State of one capture walk. The step is a global function: the verifier
+ * checks it once, on its own, instead of once per loop iteration and per
+ * value the walk's fields can take (which exceeds its 1M-insn budget). */
+struct walk {
+	__u64 iov_ptr;
+	__u64 cur;	/* user address being copied */
+	__u64 rem;	/* bytes left in the current buffer */
+	__u64 total;	/* bytes in the iovecs not yet opened */
+	__u64 off;	/* bytes in the event being filled */
+	__u32 cnt, i, chunks;
+	bool fault;
+};
+
+__noinline int l7_walk_step(struct walk *w)
 {
+	struct l7_scratch *sc;
+	struct l7_event *e;
 	struct iovec iov;
-	__u32 i;
+	__u32 zero = 0;
+	__u64 take, off;
 
-	for (i = 0; i < L7_MAX_IOV && i < cnt && total; i++) {
-		__u64 n;
-
+	if (!w)
+		return 1;
+	if (!w->rem) {
+		if (w->i >= w->cnt || w->i >= L7_MAX_IOV || !w->total)
+			return 1;
 		if (bpf_probe_read_user(&iov, sizeof(iov),
-					(void *)(iov_ptr + i * sizeof(iov))))
-			break;
-		n = iov.iov_len < total ? iov.iov_len : total;
-		if (!n)
-			continue;
-		total -= n;
-		emit_piece(e, (__u64)iov.iov_base, n, total == 0);
+					(void *)(w->iov_ptr +
+						 w->i * sizeof(iov))))
+			return 1;
+		w->i++;
+		w->cur = (__u64)iov.iov_base;
+		w->rem = iov.iov_len < w->total ? iov.iov_len : w->total;
+		w->total -= w->rem;
+		return 0;
 	}
+	sc = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!sc)
+		return 1;
+	e = &sc->e;
+	if (w->off >= L7_CAP) {
+		flush(e, w->off, w->off, false);
+		w->off = 0;
+		if (++w->chunks >= L7_MAX_CHUNKS)
+			return 1;
+	}
+	off = w->off & (L7_CAP - 1);
+	take = L7_CAP - off;
+	if (take > w->rem)
+		take = w->rem;
+	if (take > L7_CAP)
+		take = L7_CAP;
+	if (take && bpf_probe_read_user(e->data + off, take, (void *)w->cur)) {
+		w->fault = true;
+		return 1;
+	}
+	w->off = off + take;
+	w->cur += take;
+	w->rem -= take;
+	return 0;
+}
+
+/* Captures `total` bytes spread over an iovec array (iov_ptr, cnt), or
+ * over one buffer (iov_ptr == 0: base). Small iovecs are packed into one
+ * event (nginx writes a chunked answer as many small iovecs); a buffer
+ * larger than L7_CAP is split over several events, up to L7_MAX_CHUNKS;
+ * whatever is left is one gap event (counted as truncated). */
+static __noinline void emit_bytes(struct l7_event *e, __u64 iov_ptr,
+				  __u32 cnt, __u64 base, __u64 total)
+{
+	struct walk w = { .iov_ptr = iov_ptr, .cnt = cnt, .total = total };
+
+	if (!iov_ptr) {
+		w.cur = base;
+		w.rem = total;
+		w.total = 0;
+		w.i = w.cnt = 1;
+	}
+	for (__u32 step = 0; step < L7_MAX_STEPS; step++)
+		if (l7_walk_step(&w))
+			break;
+	if (w.fault)
+		count(L7_CNT_READ_FAULT);
+	total = w.total + w.rem;
+	if (w.off)
+		flush(e, w.off, w.off, !total);
 	if (total) {
-		/* More iovecs than we walk: the rest is one gap. */
 		count(L7_CNT_TRUNCATED);
-		emit_piece(e, 0, total, true);
+		flush(e, total, 0, true);
 	}
 }
 
@@ -355,11 +419,11 @@ static __always_inline void emit_msg(struct l7_event *e, __u64 msg_ptr,
 	struct user_msghdr m;
 
 	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg_ptr)) {
-		emit_piece(e, 0, total, true);
+		flush(e, total, 0, true);
 		return;
 	}
 	peer_from_sockaddr(e, (__u64)m.msg_name);
-	emit_iov(e, (__u64)m.msg_iov, (__u32)m.msg_iovlen, total);
+	emit_bytes(e, (__u64)m.msg_iov, (__u32)m.msg_iovlen, 0, total);
 }
 
 SEC("tp_btf/sys_exit")
@@ -367,6 +431,7 @@ int BPF_PROG(l7_sys_exit, struct pt_regs *regs, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct l7_call *cp, c;
+	struct l7_scratch *sc;
 	struct l7_event *e;
 	__u32 zero = 0;
 
@@ -377,21 +442,22 @@ int BPF_PROG(l7_sys_exit, struct pt_regs *regs, long ret)
 	bpf_map_delete_elem(&l7_calls, &pid_tgid);
 	if (ret <= 0)
 		return 0;
-	e = bpf_map_lookup_elem(&l7_scratch, &zero);
-	if (!e)
+	sc = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!sc)
 		return 0;
+	e = &sc->e;
 	event_header(e, &c, bpf_ktime_get_ns());
 
 	switch (c.kind) {
 	case CALL_BUF:
 		peer_from_sockaddr(e, c.addr);
-		emit_piece(e, c.ptr, (__u64)ret, true);
+		emit_bytes(e, 0, 0, c.ptr, (__u64)ret);
 		break;
 	case CALL_FILE:
-		emit_piece(e, 0, (__u64)ret, true);
+		flush(e, (__u64)ret, 0, true);
 		break;
 	case CALL_IOV:
-		emit_iov(e, c.ptr, c.cnt, (__u64)ret);
+		emit_bytes(e, c.ptr, c.cnt, 0, (__u64)ret);
 		break;
 	case CALL_MSG:
 		emit_msg(e, c.ptr, (__u64)ret);
@@ -421,6 +487,7 @@ int BPF_PROG(l7_sock_state, const struct sock *sk, const int oldstate,
 {
 	struct l7_seq_key key_in = { .sk = (__u64)sk, .dir = L7_DIR_IN };
 	struct l7_seq_key key_out = { .sk = (__u64)sk, .dir = L7_DIR_OUT };
+	struct l7_scratch *sc;
 	struct l7_event *e;
 	struct l7_call c = {};
 	__u32 zero = 0;
@@ -434,9 +501,10 @@ int BPF_PROG(l7_sock_state, const struct sock *sk, const int oldstate,
 		return 0;
 	bpf_map_delete_elem(&l7_seq, &key_in);
 	bpf_map_delete_elem(&l7_seq, &key_out);
-	e = bpf_map_lookup_elem(&l7_scratch, &zero);
-	if (!e)
+	sc = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!sc)
 		return 0;
+	e = &sc->e;
 	c.sk = (__u64)sk;
 	c.dir = L7_DIR_CLOSE;
 	c.enter_ns = bpf_ktime_get_ns();

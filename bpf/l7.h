@@ -15,9 +15,13 @@
  * are reported as a gap of known length, which the parsers can skip while
  * they are inside a body of known length. */
 #define L7_CAP 4096
-/* iovecs of one readv/writev/sendmsg/recvmsg captured one by one; the rest
- * of the syscall's bytes become one gap. */
-#define L7_MAX_IOV 8
+/* iovecs of one readv/writev/sendmsg/recvmsg looked at; the rest of the
+ * syscall's bytes become one gap. */
+#define L7_MAX_IOV 64
+/* Events one syscall may produce before the rest becomes a gap, and loop
+ * steps spent filling them (one per iovec or per L7_CAP piece). */
+#define L7_MAX_CHUNKS 8
+#define L7_MAX_STEPS 96
 /* Messages of one sendmmsg/recvmmsg looked at. */
 #define L7_MAX_MMSG 4
 #define L7_COMM_LEN 16
