@@ -42,9 +42,14 @@ REL_OBJ  := $(patsubst src/%.c,$(BUILD)/release/%.o,$(LIB_SRC))
 ASAN_OBJ := $(patsubst src/%.c,$(BUILD)/asan/%.o,$(LIB_SRC))
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+# libFuzzer targets: each links the parser sources it exercises (src/l7/).
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB := $(wildcard src/l7/*.c)
+FUZZ_SECONDS ?= 600
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 
-.PHONY: all asan deps test unit demo bench fuzz clean format
+.PHONY: all asan deps test unit fuzzers demo bench fuzz clean format
 .DELETE_ON_ERROR:
 
 all: sonde
@@ -114,13 +119,22 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libsonde.a
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(BUILD)/asan/libsonde.a \
 		-lcmocka $(LDLIBS)
 
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard src/l7/*.h)
+	@mkdir -p $(@D)
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) -std=gnu11 $(WARN) -g -O1 -D_GNU_SOURCE -Isrc \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $< $(FUZZ_LIB)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # --- the README's two commands
 unit: $(UNIT_BIN)
 
+fuzzers: $(FUZZ_BIN)
+
 test: deps
-	$(MAKE) all asan unit
+	$(MAKE) all asan unit fuzzers
 	tests/run.sh
 
 demo: deps
@@ -131,8 +145,16 @@ bench: deps
 	$(MAKE) all
 	bench/run.sh
 
+# Long fuzzing: FUZZ_SECONDS per target (default 600), from the seed corpus
+# in tests/fuzz/corpus/<name>; new inputs go to $(BUILD)/fuzz/corpus-<name>.
 fuzz: deps
-	@echo "no fuzz targets yet (the L7 parsers bring them)"; exit 0
+	$(MAKE) fuzzers
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); \
+		mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
 
 format:
 	clang-format -i $(SRC) $(wildcard src/*/*.h bpf/*.h bpf/*.bpf.c tests/unit/*.c)

@@ -41,6 +41,16 @@ for t in build/asan/tests/test_*; do
 	run_one "unit/$(basename "$t")" "$t"
 done
 
+# A short libFuzzer run of every parser target (make fuzz runs them long).
+for f in build/fuzz/fuzz_*; do
+	[ -x "$f" ] || continue
+	n=$(basename "$f")
+	work=$(mktemp -d "/tmp/sonde-$n.XXXXXX")
+	run_one "fuzz/$n" "$f" -max_total_time="${FUZZ_SHORT_SECONDS:-5}" \
+		"$work" "tests/fuzz/corpus/${n#fuzz_}"
+	rm -rf "$work"
+done
+
 if [ "$(id -u)" != 0 ]; then
 	echo "integration tests need root (network namespaces, eBPF): skipped"
 	for t in tests/integration/*.sh; do record "integration/$(basename "$t" .sh)" 77 0; done

@@ -63,6 +63,7 @@ static const char *opt_namespaces;
 static uint64_t opt_duration_ns;
 static uint64_t opt_interval_ns;
 static bool opt_all_netns;
+static bool opt_no_redact;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -105,6 +106,8 @@ static const struct opt agent_opts[] = {
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,
 	  "report sockets of every network namespace, not only the "
 	  "monitored pods'" },
+	{ "no-redact", 0, OPT_FLAG, &opt_no_redact, NULL,
+	  "l7: keep query strings in recorded URIs (redacted by default)" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -473,6 +476,7 @@ int cmd_agent(int argc, char **argv)
 	a.cfg.btf_path = opt_btf;
 	a.cfg.interval_ns = opt_interval_ns ? opt_interval_ns : 1000000000ULL;
 	a.cfg.all_netns = opt_all_netns;
+	a.cfg.no_redact = opt_no_redact;
 	if (resolve_node(&a))
 		goto out;
 	a.out = output_open(opt_output);

@@ -19,6 +19,7 @@ struct agent_config {
 	const char *btf_path;	/* NULL: the running kernel's BTF */
 	uint64_t interval_ns;	/* aggregation/flush period (--interval) */
 	bool all_netns;		/* watch every netns, not only the targets' */
+	bool no_redact;		/* l7: keep URIs' query strings (--no-redact) */
 };
 
 const struct agent_config *agent_config(const struct agent *a);
