@@ -63,6 +63,7 @@ static const char *opt_namespaces;
 static uint64_t opt_duration_ns;
 static uint64_t opt_interval_ns;
 static bool opt_all_netns;
+static long opt_latency_sample = 1;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -90,6 +91,9 @@ static const struct opt agent_opts[] = {
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,
 	  "report sockets of every network namespace, not only the "
 	  "monitored pods'" },
+	{ "latency-sample", 0, OPT_INT, &opt_latency_sample, "N",
+	  "latency sensor: stamp one TCP segment in N (1: every segment, "
+	  "with room reserved in each; default 1)" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -445,8 +449,15 @@ int cmd_agent(int argc, char **argv)
 	a.cfg.btf_path = opt_btf;
 	a.cfg.interval_ns = opt_interval_ns ? opt_interval_ns : 1000000000ULL;
 	a.cfg.all_netns = opt_all_netns;
+	if (opt_latency_sample < 1 || opt_latency_sample > 1000000) {
+		fprintf(stderr, "sonde agent: --latency-sample must be 1..1000000\n");
+		return 2;
+	}
+	a.cfg.latency_sample = (uint32_t)opt_latency_sample;
 	if (resolve_node(&a))
 		goto out;
+	a.cfg.cgroup_root = a.cgroup_root;
+	a.cfg.netns_path = a.netns_path;
 	a.out = output_open(opt_output);
 	if (!a.out) {
 		log_err("cannot open --output %s: %s", opt_output,

@@ -19,6 +19,9 @@ struct agent_config {
 	const char *btf_path;	/* NULL: the running kernel's BTF */
 	uint64_t interval_ns;	/* aggregation/flush period (--interval) */
 	bool all_netns;		/* watch every netns, not only the targets' */
+	const char *cgroup_root; /* this node's cgroup v2 root (its pods below) */
+	const char *netns_path;	 /* this node's network namespace */
+	uint32_t latency_sample; /* latency: stamp 1 segment in N (--latency-sample) */
 };
 
 const struct agent_config *agent_config(const struct agent *a);

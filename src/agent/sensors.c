@@ -3,8 +3,10 @@
 #include "agent/sensor.h"
 
 extern const struct sensor_family flow_family;
+extern const struct sensor_family latency_family;
 
 const struct sensor_family *const sensor_families[] = {
 	&flow_family,
+	&latency_family,
 	NULL,
 };
