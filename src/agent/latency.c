@@ -343,6 +343,28 @@ static void latency_retarget(void *state)
 		ports |= val.ports[0] != 0;
 		set_add(&all, &k, &val);
 	}
+	/* At a pod's veth, the reply of a connection made to a cluster IP
+	 * already carries the cluster IP as its source (kube-proxy's DNAT is
+	 * undone on the client's node, before the veth): such samples are
+	 * attributed to the service, the sending pod being unknown there. */
+	json_t *svcs = json_object_get((json_t *)m->root, "services"), *sv;
+	size_t si;
+	json_array_foreach(svcs, si, sv) {
+		struct lat_addr k;
+		struct lat_pod val = { { 0 } };
+		json_t *port;
+		size_t pi, np = 0;
+
+		if (addr_parse(json_string_value(json_object_get(sv, "cluster_ip")),
+			       &k))
+			continue;
+		json_array_foreach(json_object_get(sv, "ports"), pi, port) {
+			json_t *num = json_object_get(port, "port");
+			if (np < 4 && json_is_integer(num))
+				val.ports[np++] = (uint16_t)json_integer_value(num);
+		}
+		set_add(&all, &k, &val);
+	}
 	sync_map(bpf_map__fd(s->skel->maps.tx_local), &local, 1);
 	sync_map(bpf_map__fd(s->skel->maps.rx_dst), &local,
 		 sizeof(struct lat_pod));
@@ -365,24 +387,35 @@ static uint64_t mono_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* A percentile from the buckets: the middle of the bucket holding the
- * rank (exact below 128 ns), clamped to the observed range. */
+/* A percentile from the buckets: linear interpolation inside the bucket
+ * holding the rank (exact below 128 ns), clamped to the observed range. */
 static int64_t hist_percentile(const struct lat_hist *h, double p)
 {
-	uint64_t n = h->count - h->negative, rank, cum = 0;
+	uint64_t n = h->count - h->negative, cum = 0;
+	double rank;
 
 	if (!n)
 		return h->min_ns;
-	rank = (uint64_t)(p * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
+	rank = p * (double)n;
+	if (rank < 0.5)
+		rank = 0.5;
 	for (uint32_t b = 0; b < LAT_NBUCKETS; b++) {
-		cum += h->buckets[b];
-		if (cum < rank)
+		uint64_t c = h->buckets[b];
+		if (!c || (double)(cum + c) < rank) {
+			cum += c;
 			continue;
+		}
 		uint64_t lo = lat_bucket_low(b);
-		uint64_t hi = b + 1 < LAT_NBUCKETS ? lat_bucket_low(b + 1) : lo;
-		int64_t v = (int64_t)(lo + (hi - lo) / 2);
+		uint64_t hi = b + 1 < LAT_NBUCKETS ? lat_bucket_low(b + 1) : lo + 1;
+		/* The c samples are taken as spread evenly over [lo, hi):
+		 * sample j (from 0) at lo + (j + 0.5) * width / c. */
+		double j = rank - (double)cum - 0.5;
+		if (j < 0)
+			j = 0;
+		if (j > (double)(c - 1))
+			j = (double)(c - 1);
+		int64_t v = (int64_t)((double)lo + (j + 0.5) * (double)(hi - lo) /
+						       (double)c);
 		if (v < h->min_ns)
 			v = h->min_ns;
 		if (v > h->max_ns)
@@ -532,9 +565,17 @@ static void latency_tick(void *state)
 			for (uint32_t b = 0; b < LAT_NBUCKETS; b++)
 				sum->buckets[b] += h->buckets[b];
 		}
-		bpf_map_delete_elem(fd, &keys[i]);
-		if (sum->count)
+		/* Reset in place rather than delete: the kernel then never
+		 * allocates for a busy pair (allocation in softirq context can
+		 * fail); a pair idle for a whole interval is deleted. */
+		if (sum->count) {
+			memset(s->percpu, 0, (size_t)s->ncpus * s->value_size);
+			if (bpf_map_update_elem(fd, &keys[i], s->percpu, BPF_EXIST))
+				bpf_map_delete_elem(fd, &keys[i]);
 			emit(s, &keys[i], sum, s->interval_start_ns, end);
+		} else {
+			bpf_map_delete_elem(fd, &keys[i]);
+		}
 	}
 	free(sum);
 	free(keys);
