@@ -64,6 +64,7 @@ static uint64_t opt_duration_ns;
 static uint64_t opt_interval_ns;
 static bool opt_all_netns;
 static bool opt_no_redact;
+static long opt_latency_sample = 1;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -108,6 +109,9 @@ static const struct opt agent_opts[] = {
 	  "monitored pods'" },
 	{ "no-redact", 0, OPT_FLAG, &opt_no_redact, NULL,
 	  "l7: keep query strings in recorded URIs (redacted by default)" },
+	{ "latency-sample", 0, OPT_INT, &opt_latency_sample, "N",
+	  "latency sensor: stamp one TCP segment in N (1: every segment, "
+	  "with room reserved in each; default 1)" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -477,8 +481,15 @@ int cmd_agent(int argc, char **argv)
 	a.cfg.interval_ns = opt_interval_ns ? opt_interval_ns : 1000000000ULL;
 	a.cfg.all_netns = opt_all_netns;
 	a.cfg.no_redact = opt_no_redact;
+	if (opt_latency_sample < 1 || opt_latency_sample > 1000000) {
+		fprintf(stderr, "sonde agent: --latency-sample must be 1..1000000\n");
+		return 2;
+	}
+	a.cfg.latency_sample = (uint32_t)opt_latency_sample;
 	if (resolve_node(&a))
 		goto out;
+	a.cfg.cgroup_root = a.cgroup_root;
+	a.cfg.netns_path = a.netns_path;
 	a.out = output_open(opt_output);
 	if (!a.out) {
 		log_err("cannot open --output %s: %s", opt_output,

@@ -20,6 +20,9 @@ struct agent_config {
 	uint64_t interval_ns;	/* aggregation/flush period (--interval) */
 	bool all_netns;		/* watch every netns, not only the targets' */
 	bool no_redact;		/* l7: keep URIs' query strings (--no-redact) */
+	const char *cgroup_root; /* this node's cgroup v2 root (its pods below) */
+	const char *netns_path;	 /* this node's network namespace */
+	uint32_t latency_sample; /* latency: stamp 1 segment in N (--latency-sample) */
 };
 
 const struct agent_config *agent_config(const struct agent *a);

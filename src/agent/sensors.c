@@ -4,9 +4,11 @@
 
 extern const struct sensor_family flow_family;
 extern const struct sensor_family l7_family;
+extern const struct sensor_family latency_family;
 
 const struct sensor_family *const sensor_families[] = {
 	&flow_family,
 	&l7_family,
+	&latency_family,
 	NULL,
 };
