@@ -405,7 +405,7 @@ make_overlay() { # NODES
 
 # Pod table (index = position in POD_ORDER).
 declare -a POD_ORDER=()
-declare -A P_SANDBOX P_NAME P_NS P_WL P_APP P_VERSION P_NODE P_IP P_UID P_CID P_CONTAINER P_VETH P_PORT P_LABELS P_PID
+declare -A P_SANDBOX P_NAME P_NS P_WL P_APP P_VERSION P_NODE P_IP P_UID P_CID P_CONTAINER P_VETH P_PORT P_LABELS P_PID P_CREATED
 
 plan_pods() { # NODES WORKLOAD
 	local nodes=$1 workload=$2 i wl node hash
@@ -719,7 +719,7 @@ pod_json() { # POD
 		"$(pod_cgroup "$p")" "${P_CONTAINER[$p]}" "${P_CID[$p]}" "${P_VETH[$p]}" "${VETH_IFINDEX[${P_VETH[$p]}]}"
 	printf '"sandbox_id":"%s","sandbox_cgroup":"%s",' "${P_SANDBOX[$p]}" "$(sandbox_cgroup "$p")"
 	printf '"ports":[%s],"dir":"%s","created":"%s","pid":%s}\n' \
-		"$port_list" "$(pod_dir "$p")" "$CREATED" "${P_PID[$p]}"
+		"$port_list" "$(pod_dir "$p")" "${P_CREATED[$p]:-$CREATED}" "${P_PID[$p]}"
 }
 
 svc_json() { # S
@@ -797,6 +797,7 @@ cmd_up() {
 	lock
 	if state_exists && [ "$(jq -c .params "$STATE")" = "$(jq -cn --argjson n "$nodes" --argjson r "$rate" --arg w "$workload" \
 		'{nodes: $n, rate: $r, workload: $w}')" ] && lab_healthy; then
+		api_start
 		say "lab is already up and healthy with $nodes nodes, workload $workload, rate $rate/s: left as it is"
 		return 0
 	fi
@@ -841,8 +842,126 @@ cmd_up() {
 		[ "${P_PID[$p]}" = 0 ] || pid_alive_in "${P_PID[$p]}" "$(pod_cgroup "$p")" || pod_fail "$p" "exited"
 	done
 	write_initial_state "$nodes" "$rate" "$workload"
+	api_start
 	BUILDING=0
 	say "lab is up in $((SECONDS - start))s: $nodes nodes, ${#POD_ORDER[@]} pods, ${#SVC_ORDER[@]} services (sonde lab status)"
+}
+
+
+# ---------------------------------------------------------------- API stand-in
+
+# The Kubernetes API stand-in (`sonde lab apiserver`, docs/k8s.md): HTTPS on
+# loopback only, a self-signed certificate (SAN 127.0.0.1, also its own CA),
+# a random bearer token, a kubeconfig for kubectl and the Python client, and
+# a service-account directory laid out as in a pod, for in-cluster config.
+readonly API_DIR=$RUN/api API_ADDR=127.0.0.1:6443
+readonly KUBECONFIG_FILE=$RUN/kubeconfig
+
+api_credentials() {
+	local ca_b64 tok
+	[ -s "$API_DIR/token" ] && return 0
+	mkdir -p "$API_DIR/serviceaccount"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$API_DIR/server.key" -out "$API_DIR/ca.crt" -days 30 \
+		-subj /CN=sonde-lab-apiserver \
+		-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-addext "basicConstraints=critical,CA:TRUE" 2>/dev/null ||
+		die "openssl cannot make the API stand-in's certificate (apt-get install openssl)"
+	tok=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	(umask 077 && printf '%s\n' "$tok" >"$API_DIR/token")
+	cp "$API_DIR/ca.crt" "$API_DIR/serviceaccount/ca.crt"
+	cp "$API_DIR/token" "$API_DIR/serviceaccount/token"
+	printf 'default\n' >"$API_DIR/serviceaccount/namespace"
+	ca_b64=$(base64 -w0 "$API_DIR/ca.crt")
+	(umask 077 && cat >"$KUBECONFIG_FILE" <<-EOF
+		apiVersion: v1
+		kind: Config
+		clusters:
+		- name: $CLUSTER
+		  cluster:
+		    server: https://$API_ADDR
+		    certificate-authority-data: $ca_b64
+		users:
+		- name: $CLUSTER-admin
+		  user:
+		    token: $tok
+		contexts:
+		- name: $CLUSTER
+		  context:
+		    cluster: $CLUSTER
+		    user: $CLUSTER-admin
+		    namespace: default
+		current-context: $CLUSTER
+	EOF
+	)
+}
+
+api_pid() {
+	local pid
+	pid=$(cat "$API_DIR/pid" 2>/dev/null || true)
+	pid_alive_in "$pid" "$CG_ROOT/system/apiserver" && printf '%s\n' "$pid"
+}
+
+# Starts the API stand-in unless it runs; waits until it listens.
+api_start() {
+	local pid i
+	pid=$(api_pid || true)
+	[ -z "$pid" ] || return 0
+	api_credentials
+	mkdir -p "$CG_ROOT/system/apiserver"
+	rm -f "$API_DIR/ready"
+	# SONDE_LAB_API_ARGS: extra options for tests (--history, --bookmark-interval).
+	local -a extra=()
+	read -ra extra <<<"${SONDE_LAB_API_ARGS:-}"
+	spawn "$CG_ROOT/system/apiserver" "$API_DIR/apiserver.log" "$SONDE_BIN" lab apiserver \
+		--listen "$API_ADDR" --state "$STATE" --token-file "$API_DIR/token" \
+		--tls-cert "$API_DIR/ca.crt" --tls-key "$API_DIR/server.key" \
+		--rv-file "$API_DIR/resource-version" --ready-file "$API_DIR/ready" \
+		"${extra[@]}"
+	printf '%s\n' "$SPAWN_PID" >"$API_DIR/pid"
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$API_DIR/ready" ] && break
+		# kill -0: the spawned shell may not have entered its cgroup yet.
+		kill -0 "$SPAWN_PID" 2>/dev/null ||
+			die "the API stand-in exited at start: $(log_tail "$API_DIR/apiserver.log")"
+		sleep 0.05
+	done
+	[ -s "$API_DIR/ready" ] || die "the API stand-in does not listen on $API_ADDR after 5s: $(log_tail "$API_DIR/apiserver.log")"
+	update_state '.api = {server: $s, kubeconfig: $k, token_file: $t, ca_file: $c,
+		serviceaccount_dir: $sa, pid: $pid}' --arg s "https://$API_ADDR" --arg k "$KUBECONFIG_FILE" \
+		--arg t "$API_DIR/token" --arg c "$API_DIR/ca.crt" --arg sa "$API_DIR/serviceaccount" \
+		--argjson pid "$SPAWN_PID"
+}
+
+api_stop() {
+	local cg=$CG_ROOT/system/apiserver
+	[ -d "$cg" ] || return 0
+	# SIGTERM ends the watches cleanly; cgroup.kill after a grace period.
+	local pid
+	while read -r pid; do kill -TERM "$pid" 2>/dev/null || true; done <"$cg/cgroup.procs"
+	for _ in $(seq 40); do cgroup_empty "$cg" && return 0; sleep 0.05; done
+	cgroup_kill "$cg" || die "the API stand-in does not die"
+}
+
+cmd_api() { # start|stop|restart|drop-watches|status
+	lock
+	require_up
+	case ${1:-status} in
+	start) api_start ;;
+	stop) api_stop ;;
+	restart) api_stop && api_start ;;
+	drop-watches)
+		local pid
+		pid=$(api_pid) || die "the API stand-in is not running (sonde lab api start)"
+		kill -USR1 "$pid"
+		;;
+	status)
+		local pid
+		if pid=$(api_pid); then say "API stand-in: https://$API_ADDR (pid $pid), kubeconfig $KUBECONFIG_FILE"
+		else say "API stand-in: not running (sonde lab api start)"; exit 1; fi
+		;;
+	*) die "api: start, stop, restart, drop-watches or status, not '$1'" ;;
+	esac
 }
 
 # ---------------------------------------------------------------- status
@@ -1049,6 +1168,171 @@ cmd_load() { # RATE
 	if ((rate > 0)); then say "load generator: $rate requests/s to productpage (pid $pid)"; else say "load generator stopped"; fi
 }
 
+
+# ---------------------------------------------------------------- move
+
+# Loads the pod and service tables from the state, so that `move` reuses
+# the functions `up` builds pods and kube-proxy rules with.
+load_tables() {
+	local i=0 name ns wl node ip uid cid sb cont veth port labels pid created app version
+	local US=$'\x1f'
+	CREATED=$(jq -r .created "$STATE")
+	while IFS=$US read -r name ns wl node ip uid cid sb cont veth port labels pid created app version; do
+		P_NAME[$i]=$name P_NS[$i]=$ns P_WL[$i]=$wl P_NODE[$i]=${node#node-} P_IP[$i]=$ip
+		P_UID[$i]=$uid P_CID[$i]=$cid P_SANDBOX[$i]=$sb P_CONTAINER[$i]=$cont P_VETH[$i]=$veth
+		P_PORT[$i]=$port P_LABELS[$i]=$labels P_PID[$i]=$pid P_CREATED[$i]=$created
+		P_APP[$i]=$app P_VERSION[$i]=$version
+		POD_ORDER+=("$i")
+		i=$((i + 1))
+	done < <(jq -r '.pods[] | [.name, .namespace, .workload, .node, .ip, .uid, .container_id,
+		.sandbox_id, .container, .host_veth, (.ports[0] // "" | tostring), (.labels | tojson),
+		(.pid | tostring), .created, (.labels.app // .labels["k8s-app"] // ""),
+		(.labels.version // "")] | join("\u001f")' "$STATE")
+	i=0
+	local sel_key sel_val ports cip
+	while IFS=$US read -r ns name cip sel_key sel_val ports; do
+		S_NS[$i]=$ns S_NAME[$i]=$name S_IP[$i]=$cip S_SEL_KEY[$i]=$sel_key S_SEL_VAL[$i]=$sel_val S_PORTS[$i]=$ports
+		SVC_ORDER+=("$i")
+		i=$((i + 1))
+	done < <(jq -r '.services[] | [.namespace, .name, .cluster_ip, (.selector | keys[0]),
+		(.selector | to_entries[0].value), ([.ports[] | "\(.name)/\(.port)/\(.protocol)"] | join(","))]
+		| join("\u001f")' "$STATE")
+}
+
+# Endpoints of every service from the pods in POD_ORDER; kube-proxy's
+# rules get only the ready ones (READY_EXCLUDE names a pod not ready yet).
+set_endpoints() { # [NOT_READY_POD]
+	local s p nr=${1:-}
+	for s in "${SVC_ORDER[@]}"; do
+		S_EPS[$s]=$(svc_endpoints "$s" | tr '\n' ' ')
+		S_READY_EPS[$s]=""
+		for p in ${S_EPS[$s]}; do
+			[ "$p" = "$nr" ] || S_READY_EPS[$s]+="$p "
+		done
+	done
+}
+declare -A S_READY_EPS
+
+apply_rules() { # NODES
+	local n s
+	declare -A saved=()
+	for s in "${SVC_ORDER[@]}"; do saved[$s]=${S_EPS[$s]}; S_EPS[$s]=${S_READY_EPS[$s]}; done
+	gen_rules >"$RUN/iptables.rules"
+	for s in "${SVC_ORDER[@]}"; do S_EPS[$s]=${saved[$s]}; done
+	# Only the nat table (restore replaces the tables its input names):
+	# the mangle table holds the faults' rules.
+	for ((n = 1; n <= $1; n++)); do
+		sed -n '/^\*nat/,/^COMMIT/p' "$RUN/iptables.rules" | in_ns "sonde-node-$n" iptables-legacy-restore -w 5
+	done
+}
+
+# Replaces the state's pods and services with the tables; NOT_READY marks
+# one pod "ready": false (the API shows it Pending, its endpoint not ready).
+write_tables_state() { # [NOT_READY_POD]
+	local nr=${1:-} p s n pods="" svcs="" sep=""
+	for ((n = 1; n <= $(jq -r '.nodes | length' "$STATE"); n++)); do read_ifindexes "$n"; done
+	for p in "${POD_ORDER[@]}"; do
+		pods+=$sep$(pod_json "$p")
+		[ "$p" != "$nr" ] || pods=${pods%\}}',"ready":false}'
+		sep=,
+	done
+	sep=""
+	for s in "${SVC_ORDER[@]}"; do svcs+=$sep$(svc_json "$s"); sep=,; done
+	update_state '.pods = $p | .services = $s' --argjson p "[$pods]" --argjson s "[$svcs]"
+}
+
+now_ns() { date +%s%N; }
+
+# A reschedule, as Kubernetes does it: the old pod is deleted (its
+# processes killed, its netns and veth removed, its endpoint withdrawn),
+# then a new pod of the same ReplicaSet (new name suffix, uid, container
+# ids, veth, IP from the target node's subnet) is created on the target
+# node, Pending until its server answers its probe, then Ready. Each step
+# is written to the state, so the API stand-in sends DELETED, ADDED
+# (Pending), MODIFIED (Ready) and the Endpoints changes, and appended to
+# $RUN/moves.jsonl with its time (for the relocation measurements).
+cmd_move() { # POD NODE
+	(($# == 2)) || die "usage: sonde lab move POD NODE"
+	lock
+	require_up
+	local pod old_name target nodes i=-1 p old_node rate new t_del t_add t_ready k end
+	pod=$(find_pod "$1")
+	old_name=$(jq -r .name <<<"$pod")
+	target=$(require_node "$2")
+	nodes=$(jq -r '.nodes | length' "$STATE")
+	rate=$(jq -r .params.rate "$STATE")
+	load_tables
+	for p in "${POD_ORDER[@]}"; do [ "${P_NAME[$p]}" = "$old_name" ] && i=$p; done
+	old_node=${P_NODE[$i]}
+	((old_node != target)) || die "pod $old_name already runs on node-$target"
+	local t0
+	t0=$(now_ns)
+
+	# 1. Delete the old pod.
+	cgroup_kill "$CG_ROOT/node-$old_node/kubepods/besteffort/pod${P_UID[$i]}" ||
+		die "the processes of pod $old_name do not die"
+	ip netns del "$(pod_netns "$i")" 2>/dev/null || true
+	rm -rf "/etc/netns/$(pod_netns "$i")"
+	find "$CG_ROOT/node-$old_node/kubepods/besteffort/pod${P_UID[$i]}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+	local -a rest=()
+	for p in "${POD_ORDER[@]}"; do [ "$p" = "$i" ] || rest+=("$p"); done
+	POD_ORDER=("${rest[@]}")
+	set_endpoints
+	apply_rules "$nodes"
+	write_tables_state
+	t_del=$(now_ns)
+
+	# 2. Create its replacement on the target node.
+	new=${#P_NAME[@]}
+	P_WL[$new]=${P_WL[$i]} P_NS[$new]=${P_NS[$i]} P_APP[$new]=${P_APP[$i]} P_VERSION[$new]=${P_VERSION[$i]}
+	P_CONTAINER[$new]=${P_CONTAINER[$i]} P_PORT[$new]=${P_PORT[$i]} P_LABELS[$new]=${P_LABELS[$i]}
+	P_NAME[$new]=${old_name%-*}-$(rand_str "$NAME_ALPHABET" 5)
+	P_NODE[$new]=$target
+	P_UID[$new]=$(</proc/sys/kernel/random/uuid)
+	P_CID[$new]=$(container_id)
+	P_SANDBOX[$new]=$(container_id)
+	P_VETH[$new]=veth$(rand_hex32)
+	P_PID[$new]=0
+	P_CREATED[$new]=$(now_rfc3339)
+	# The lowest free address of the target node's subnet.
+	for ((k = 2; k < 255; k++)); do
+		jq -e --arg ip "10.244.$target.$k" 'any(.pods[]; .ip == $ip)' "$STATE" >/dev/null || break
+	done
+	P_IP[$new]=10.244.$target.$k
+	POD_ORDER+=("$new")
+	make_pod_network "$new"
+	configure_pod "$new"
+	start_pod "$new" "$rate"
+	set_endpoints "$new"
+	write_tables_state "$new"
+	t_add=$(now_ns)
+
+	# 3. Ready once it answers its probe, as kubelet's readiness probe.
+	end=$((SECONDS + READY_TIMEOUT))
+	while [ "${P_PID[$new]}" != 0 ]; do
+		pid_alive_in "${P_PID[$new]}" "$(pod_cgroup "$new")" || pod_fail "$new" "exited while starting"
+		case ${P_WL[$new]} in
+		coredns) in_ns "sonde-node-$target" dig +time=1 +tries=1 +short "@${P_IP[$new]}" \
+			"kube-dns.kube-system.svc.$DOMAIN" 2>/dev/null | grep -qx "$DNS_IP" && break ;;
+		loadgen) break ;;
+		*) in_ns "sonde-node-$target" curl -fsS -o /dev/null --max-time 1 \
+			"http://${P_IP[$new]}:$HTTP_PORT/health" 2>/dev/null && break ;;
+		esac
+		((SECONDS < end)) || pod_fail "$new" "not ready after ${READY_TIMEOUT}s"
+		sleep 0.02
+	done
+	set_endpoints
+	apply_rules "$nodes"
+	write_tables_state
+	t_ready=$(now_ns)
+	jq -cn --arg o "$old_name" --arg n "${P_NAME[$new]}" --arg ou "${P_UID[$i]}" --arg nu "${P_UID[$new]}" \
+		--arg from "node-$old_node" --arg to "node-$target" --arg ip "${P_IP[$new]}" \
+		--argjson t0 "$t0" --argjson td "$t_del" --argjson ta "$t_add" --argjson tr "$t_ready" \
+		'{old_pod: $o, new_pod: $n, old_uid: $ou, new_uid: $nu, from: $from, to: $to, new_ip: $ip,
+		  start_ns: $t0, deleted_ns: $td, added_ns: $ta, ready_ns: $tr}' >>"$RUN/moves.jsonl"
+	say "moved $old_name (node-$old_node) -> ${P_NAME[$new]} on node-$target, IP ${P_IP[$new]}, ready in $(((t_ready - t0) / 1000000)) ms"
+}
+
 # ---------------------------------------------------------------- main
 
 [ "$(id -u)" = 0 ] || die "the lab needs root (network namespaces, cgroups, iptables): run with sudo"
@@ -1062,5 +1346,7 @@ exec) cmd_exec "$@" ;;
 delay) cmd_delay "$@" ;;
 loss) cmd_loss "$@" ;;
 load) cmd_load "$@" ;;
-*) die "unknown verb '$verb' (lab.sh is run by sonde lab: up, down, status, exec, delay, loss, load)" ;;
+move) cmd_move "$@" ;;
+api) cmd_api "$@" ;;
+*) die "unknown verb '$verb' (lab.sh is run by sonde lab: up, down, status, exec, delay, loss, load, move, api)" ;;
 esac

@@ -7,13 +7,16 @@ set -eu
 # Grouped by why we need them; keep this list and docs/libraries.md in step.
 BUILD="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
        libjansson-dev libcurl4-openssl-dev libnetfilter-queue-dev libmnl-dev
-       libmicrohttpd-dev libsqlite3-dev"
+       libmicrohttpd-dev libsqlite3-dev libyaml-dev"
 TEST="libcmocka-dev libclang-rt-14-dev python3"
 LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping
-     procps psmisc util-linux iperf3 prometheus"
+     procps psmisc util-linux iperf3 prometheus openssl"
+# Real Kubernetes clients that check the lab's API stand-in (kubectl is not
+# in Debian 12: the tests that use it skip when it is missing).
+K8S="python3-kubernetes"
 
 missing=""
-for pkg in $BUILD $TEST $LAB; do
+for pkg in $BUILD $TEST $LAB $K8S; do
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
 	case "$status" in
 	*"install ok installed"*) ;;

@@ -49,7 +49,7 @@ static const struct opt load_opts[] = {
 };
 static const struct opt no_opts[] = { OPT_END };
 
-enum lab_verb { V_UP, V_DOWN, V_STATUS, V_EXEC, V_DELAY, V_LOSS, V_LOAD };
+enum lab_verb { V_UP, V_DOWN, V_STATUS, V_EXEC, V_DELAY, V_LOSS, V_LOAD, V_MOVE, V_API };
 
 struct lab_sub {
 	const char *name;
@@ -98,6 +98,18 @@ static const struct lab_sub lab_subs[] = {
 	    "Change the load generator's request rate to productpage.",
 	    load_opts, NULL },
 	  0, 0 },
+	{ "move", V_MOVE,
+	  { "sonde lab move", "POD NODE",
+	    "Reschedule a pod to NODE: the pod is deleted, a new one (new "
+	    "name, uid and IP) starts on NODE and becomes Ready.",
+	    no_opts, NULL },
+	  2, 2 },
+	{ "api", V_API,
+	  { "sonde lab api", "start|stop|restart|drop-watches|status",
+	    "Drive the Kubernetes API stand-in (https://127.0.0.1:6443, "
+	    "kubeconfig /run/sonde-lab/kubeconfig).",
+	    no_opts, NULL },
+	  0, 1 },
 	{ 0 },
 };
 
@@ -111,6 +123,7 @@ static void lab_usage(FILE *out)
 	fprintf(out, "\nInternal (run by the lab inside its namespaces):\n"
 		     "  delayer  hold NFQUEUE packets for a fixed delay\n"
 		     "  loadgen  constant-rate HTTP load generator\n"
+		     "  apiserver  the Kubernetes API stand-in (list, watch)\n"
 		     "\nRun 'sonde lab COMMAND --help' for a command's options.\n");
 }
 
@@ -231,6 +244,8 @@ int cmd_lab(int argc, char **argv)
 		return lab_delayer_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "loadgen"))
 		return lab_loadgen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "apiserver"))
+		return lab_apiserver_main(argc - 1, argv + 1);
 
 	const struct lab_sub *sub = NULL;
 	for (const struct lab_sub *s = lab_subs; s->name; s++)
@@ -283,6 +298,10 @@ int cmd_lab(int argc, char **argv)
 		return run_script("status", extra, opt_json ? 1 : 0);
 	case V_EXEC:
 		return run_script("exec", pos, npos);
+	case V_MOVE:
+		return run_script("move", pos, npos);
+	case V_API:
+		return run_script("api", pos, npos);
 	case V_LOAD:
 		if (opt_rate < 0 || opt_rate > 100000) {
 			log_err("--rate must be between 0 and 100000");

@@ -11,5 +11,7 @@
 int lab_delayer_main(int argc, char **argv);
 /* `sonde lab loadgen`: open-loop HTTP load at a constant request rate. */
 int lab_loadgen_main(int argc, char **argv);
+/* `sonde lab apiserver`: the lab's Kubernetes API stand-in (list, watch). */
+int lab_apiserver_main(int argc, char **argv);
 
 #endif
