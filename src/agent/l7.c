@@ -33,6 +33,7 @@
 #define DNS_TIMEOUT_NS (5ULL * 1000000000ULL)
 #define CONN_IDLE_NS (120ULL * 1000000000ULL)
 #define CLASSIFY_TRIES 4	/* pieces looked at before giving up */
+#define PRE_MAX 64		/* bytes kept per direction until then */
 
 enum conn_kind { CK_UNKNOWN = 0, CK_HTTP, CK_DNS_TCP, CK_OTHER };
 
@@ -66,10 +67,16 @@ struct conn {
 	bool seq_seen[2];
 	uint32_t seq_next[2];
 	uint64_t last_ns;
+	/* Until the protocol is known: the first bytes of each direction
+	 * (a server may read a 2-byte DNS length, then the message) and the
+	 * times of the piece that brought the first of them. */
+	uint8_t pre[2][PRE_MAX];
+	uint16_t prelen[2];
+	uint64_t pre_enter[2], pre_exit[2];
 	/* Endpoints and process, from the latest event. */
 	struct l7_event id;
 	struct http_conn *http;
-	struct dns_tcp_stream *dns[2];
+	struct dns_dir *dns[2];
 };
 
 struct dns_pending {
@@ -381,11 +388,11 @@ static void emit_dns(struct l7_sensor *s, const struct dns_pending *q,
 
 /* One whole DNS message moved by socket `e->sock` in direction `e->dir`. */
 static void on_dns_message(struct l7_sensor *s, const struct l7_event *e,
-			   const uint8_t *m, size_t kept, bool gap, bool tcp,
-			   uint64_t enter_ns, uint64_t exit_ns)
+			   int dir, const uint8_t *m, size_t kept, bool gap,
+			   bool tcp, uint64_t enter_ns, uint64_t exit_ns)
 {
 	struct dns_msg d;
-	bool out = e->dir == L7_DIR_OUT;
+	bool out = dir == L7_DIR_OUT;
 
 	if (dns_parse(m, kept, &d)) {
 		s->malformed++;
@@ -445,14 +452,21 @@ static void dns_expire(struct l7_sensor *s, uint64_t now, bool stopping)
 	}
 }
 
+/* One direction of a DNS-over-TCP connection. */
+struct dns_dir {
+	struct dns_tcp_stream st;
+	struct conn *c;
+	int dir;
+};
+
 static void on_dns_tcp_msg(void *ctx, const uint8_t *m, size_t kept,
 			   size_t len, bool gap, uint64_t enter_ns,
 			   uint64_t exit_ns)
 {
-	struct conn *c = ctx;
+	struct dns_dir *dd = ctx;
 	(void)len;
-	/* c->id holds the event being fed (direction included). */
-	on_dns_message(c->s, &c->id, m, kept, gap, true, enter_ns, exit_ns);
+	on_dns_message(dd->c->s, &dd->c->id, dd->dir, m, kept, gap, true,
+		       enter_ns, exit_ns);
 }
 
 /* ---- connections */
@@ -513,22 +527,16 @@ static void conn_close(struct l7_sensor *s, struct conn *c, uint64_t now)
 	free(c);
 }
 
-static void classify(struct conn *c, const struct l7_event *e)
+/* Looks at the first bytes of a direction (d[0..n)); sets c->kind. */
+static void classify(struct conn *c, const uint8_t *d, size_t n, int dir)
 {
-	const uint8_t *d = e->data;
-	size_t n = e->cap;
-
 	if (!n)
 		return;
-	if (++c->tries > CLASSIFY_TRIES) {
-		c->kind = CK_OTHER;
-		return;
-	}
 	if (http_looks_request(d, n)) {
 		if (n < 8)
 			return; /* too little to be sure: next piece */
 		c->kind = CK_HTTP;
-		c->client = e->dir == L7_DIR_OUT;
+		c->client = dir == L7_DIR_OUT;
 		c->http = calloc(1, sizeof(*c->http));
 		if (!c->http) {
 			c->kind = CK_OTHER;
@@ -548,12 +556,77 @@ static void classify(struct conn *c, const struct l7_event *e)
 				c->kind = CK_OTHER;
 				return;
 			}
-			dns_tcp_init(c->dns[i], on_dns_tcp_msg, c);
+			c->dns[i]->c = c;
+			c->dns[i]->dir = i;
+			dns_tcp_init(&c->dns[i]->st, on_dns_tcp_msg, c->dns[i]);
 		}
 		return;
 	}
 	/* A response first (we started mid-connection) or anything else:
 	 * wait for a piece that opens a request. */
+}
+
+static void feed_conn(struct conn *c, int dir, const uint8_t *data, size_t cap,
+		      size_t len, uint64_t enter_ns, uint64_t exit_ns)
+{
+	switch (c->kind) {
+	case CK_HTTP: {
+		bool reqdir = (dir == L7_DIR_OUT) == c->client;
+		http_stream_feed(reqdir ? &c->http->req : &c->http->resp, data,
+				 cap, len, enter_ns, exit_ns);
+		break;
+	}
+	case CK_DNS_TCP:
+		dns_tcp_feed(&c->dns[dir]->st, data, cap, len, enter_ns,
+			     exit_ns);
+		break;
+	default:
+		break;
+	}
+}
+
+/* An unclassified connection's piece: classify on what this direction
+ * brought so far; once known, replay the kept bytes, then the piece. */
+static void classify_event(struct conn *c, const struct l7_event *e)
+{
+	int dir = e->dir;
+	uint8_t buf[PRE_MAX + L7_CAP];
+	size_t n = c->prelen[dir];
+
+	if (e->cap < e->len || ++c->tries > CLASSIFY_TRIES) {
+		/* Bytes we cannot see before we know the protocol. */
+		c->kind = CK_OTHER;
+		return;
+	}
+	memcpy(buf, c->pre[dir], n);
+	memcpy(buf + n, e->data, e->cap);
+	classify(c, buf, n + e->cap, dir);
+	if (c->kind == CK_UNKNOWN) {
+		if (n + e->cap > PRE_MAX) {
+			c->kind = CK_OTHER;
+			return;
+		}
+		if (!n) {
+			c->pre_enter[dir] = e->enter_ns;
+			c->pre_exit[dir] = e->ts_ns;
+		}
+		memcpy(c->pre[dir] + n, e->data, e->cap);
+		c->prelen[dir] = (uint16_t)(n + e->cap);
+		return;
+	}
+	if (c->kind == CK_OTHER)
+		return;
+	/* The other direction's kept bytes came first in time. */
+	int other = !dir;
+	if (c->prelen[other])
+		feed_conn(c, other, c->pre[other], c->prelen[other],
+			  c->prelen[other], c->pre_enter[other],
+			  c->pre_exit[other]);
+	if (n)
+		feed_conn(c, dir, c->pre[dir], n, n, c->pre_enter[dir],
+			  c->pre_exit[dir]);
+	c->prelen[0] = c->prelen[1] = 0;
+	feed_conn(c, dir, e->data, e->cap, e->len, e->enter_ns, e->ts_ns);
 }
 
 static void on_event(struct l7_sensor *s, const struct l7_event *e)
@@ -573,8 +646,9 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	if (e->proto == IPPROTO_UDP) {
 		/* Each datagram stands alone: DNS by content, any port. */
 		if (e->cap >= 12 && dns_looks_like(e->data, e->cap))
-			on_dns_message(s, e, e->data, e->cap, e->cap < e->len,
-				       false, e->enter_ns, e->ts_ns);
+			on_dns_message(s, e, e->dir, e->data, e->cap,
+				       e->cap < e->len, false, e->enter_ns,
+				       e->ts_ns);
 		return;
 	}
 
@@ -588,7 +662,7 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 			bool reqdir = (e->dir == L7_DIR_OUT) == c->client;
 			http_stream_lost(reqdir ? &c->http->req : &c->http->resp);
 		} else if (c->kind == CK_DNS_TCP) {
-			c->dns[e->dir]->lost = true;
+			c->dns[e->dir]->st.lost = true;
 		}
 	}
 	c->seq_seen[e->dir] = true;
@@ -597,21 +671,10 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	memcpy(&c->id, e, L7_EVENT_HDR);
 
 	if (c->kind == CK_UNKNOWN)
-		classify(c, e);
-	switch (c->kind) {
-	case CK_HTTP: {
-		bool reqdir = (e->dir == L7_DIR_OUT) == c->client;
-		http_stream_feed(reqdir ? &c->http->req : &c->http->resp,
-				 e->data, e->cap, e->len, e->enter_ns, e->ts_ns);
-		break;
-	}
-	case CK_DNS_TCP:
-		dns_tcp_feed(c->dns[e->dir], e->data, e->cap, e->len,
-			     e->enter_ns, e->ts_ns);
-		break;
-	default:
-		break;
-	}
+		classify_event(c, e);
+	else
+		feed_conn(c, e->dir, e->data, e->cap, e->len, e->enter_ns,
+			  e->ts_ns);
 }
 
 static int on_ring_record(void *ctx, void *data, size_t len)
