@@ -14,9 +14,11 @@ LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping
 # Real Kubernetes clients that check the lab's API stand-in (kubectl is not
 # in Debian 12: the tests that use it skip when it is missing).
 K8S="python3-kubernetes"
+# Benchmarks: HTTP load and plots (bench/).
+BENCH="wrk gnuplot-nox"
 
 missing=""
-for pkg in $BUILD $TEST $LAB $K8S; do
+for pkg in $BUILD $TEST $LAB $K8S $BENCH; do
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
 	case "$status" in
 	*"install ok installed"*) ;;

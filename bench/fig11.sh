@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Seed 000's Fig. 11 in the lab: Bookinfo under load; the one-way latency
+# reviews-v2 -> ratings (sonde's latency sensor) and reviews-v2's service
+# latency (its nginx access log: request_time of its main requests, the
+# stand-in for the seed's Envoy/Jaeger figure), second by second, while a
+# 20 ms delay is put on, then taken off, the uplink egress of reviews-v2's
+# node. Writes a CSV time series, a PNG (gnuplot), and the step sizes.
+#
+# The seed also moved reviews-v2 across nodes mid-run (the 60 s dead
+# period). `sonde lab move` is not on this branch: the move is left out.
+#
+# Usage: bench/fig11.sh [OUTDIR]   (root; takes the lab session lock)
+# Env: PHASE=20 (seconds per phase), RATE=20 (requests/s).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$ROOT/bench/results/fig11}
+PHASE=${PHASE:-20}
+RATE=${RATE:-20}
+SONDE=${SONDE:-$ROOT/sonde}
+export SONDE_LAB_DIR=$ROOT/lab
+LOCK=/run/sonde-lab-session.lock
+
+if [ -z "${FIG11_LOCKED:-}" ]; then
+	FIG11_LOCKED=1 exec flock -o "$LOCK" "$0" "$@"
+fi
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/sonde-fig11.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	"$SONDE" lab down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+"$SONDE" lab down >/dev/null 2>&1 || true
+"$SONDE" lab up --rate "$RATE" >/dev/null
+STATE=/run/sonde-lab/state.json
+pod() { jq -r --arg w "$1" '.pods[] | select(.workload == $w) | .'"$2" $STATE; }
+R2_IP=$(pod reviews-v2 ip) R2_NODE=$(pod reviews-v2 node) R2_DIR=$(pod reviews-v2 dir)
+RT_IP=$(pod ratings-v1 ip) RT_NODE=$(pod ratings-v1 node)
+
+for node in $(jq -r '.nodes[].name' $STATE); do
+	"$SONDE" agent --node "$node" --sensors latency --interval 1s \
+		--output "$WORK/$node.jsonl" 2>"$WORK/$node.err" &
+	pids+=($!)
+done
+for node in $(jq -r '.nodes[].name' $STATE); do
+	for _ in $(seq 100); do
+		grep -q "receiver attached to flannel.1" "$WORK/$node.err" && break
+		sleep 0.2
+	done
+done
+sleep 2
+T0=$(date +%s.%N)
+sleep "$PHASE"
+T1=$(date +%s.%N)
+"$SONDE" lab delay --node "$R2_NODE" 20ms >/dev/null
+sleep "$PHASE"
+T2=$(date +%s.%N)
+"$SONDE" lab delay --node "$R2_NODE" --clear >/dev/null
+cp "/run/sonde-lab/nodes/$R2_NODE/delayer-stats.json" "$WORK/delayer-stats.json" 2>/dev/null || true
+sleep "$PHASE"
+T3=$(date +%s.%N)
+for p in "${pids[@]}"; do kill -TERM "$p"; done
+wait "${pids[@]}" || true
+pids=()
+cp "$R2_DIR/access.log" "$WORK/reviews-v2.access.log"
+cat "$WORK"/node-*.jsonl >"$WORK/all.jsonl"
+
+# One row per second from T0: one-way p50/p99 (vxlan hop, the receiving
+# node's ingress; the pod hop is within microseconds of it) and the
+# median service latency of the requests reviews-v2 finished in that second.
+jq -r --arg s "$R2_IP" --arg d "$RT_IP" \
+	'select(.kind == "latency" and .src.ip == $s and .dst.ip == $d)
+	 | [.hop, ((.start_ns + .interval_ns / 2) / 1e9), .p50_ns, .p99_ns, .count] | @tsv' "$WORK/all.jsonl" >"$WORK/oneway.tsv"
+jq -r 'select(.subrequest | not) | select(.uri | startswith("/reviews")) | [.msec, .request_time] | @tsv' \
+	"$WORK/reviews-v2.access.log" >"$WORK/service.tsv"
+awk -v t0="$T0" -v t1="$T1" -v t2="$T2" -v t3="$T3" '
+	FILENAME ~ /oneway/ { s = int($2 - t0); if (s < 0 || $2 > t3) next
+		if ($1 == "vxlan_ingress") { ow[s] = $3; owp99[s] = $4; own[s] = $5 }
+		else { pv[s] = $3 } next }
+	{ s = int($1 - t0); if (s < 0 || $1 > t3) next; n[s]++; v[s, n[s]] = $2 * 1000 }
+	END {
+		print "t_s,delay_ms,oneway_p50_us,oneway_p99_us,oneway_count,oneway_pod_veth_p50_us,service_p50_ms,service_count"
+		last = int(t3 - t0)
+		for (s = 0; s <= last; s++) {
+			delay = (t0 + s + 1 > t1 && t0 + s < t2) ? 20 : 0
+			med = ""
+			if (n[s]) { k = 0; for (i = 1; i <= n[s]; i++) a[++k] = v[s, i]
+				for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
+				med = a[int((k + 1) / 2)] }
+			printf "%d,%d,%s,%s,%s,%s,%s,%d\n", s, delay,
+				(s in ow) ? sprintf("%.1f", ow[s] / 1000) : "",
+				(s in owp99) ? sprintf("%.1f", owp99[s] / 1000) : "",
+				(s in own) ? own[s] : "", (s in pv) ? sprintf("%.1f", pv[s] / 1000) : "", med, n[s]
+		}
+	}' "$WORK/oneway.tsv" "$WORK/service.tsv" >"$OUT/fig11.csv"
+
+# Step sizes: medians of the per-second figures in each phase, leaving out
+# the 2 s around each change.
+step() { # column phase_from phase_to (seconds from T0)
+	awk -F, -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 < b && $c != "" { print $c }' "$OUT/fig11.csv" |
+		sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "nan"; else print v[int((NR + 1) / 2)] }' 
+}
+P=$PHASE
+ow0=$(step 3 2 $((P - 1))) ow1=$(step 3 $((P + 2)) $((2 * P - 1))) ow2=$(step 3 $((2 * P + 2)) $((3 * P)))
+sv0=$(step 7 2 $((P - 1))) sv1=$(step 7 $((P + 2)) $((2 * P - 1))) sv2=$(step 7 $((2 * P + 2)) $((3 * P)))
+dl=$(jq -r '.added_delay_us.p50 / 1000' "$WORK/delayer-stats.json" 2>/dev/null || echo nan)
+{
+	echo "phase seconds: $P, load: $RATE req/s, delay on $R2_NODE (reviews-v2) uplink egress; ratings on $RT_NODE"
+	echo "one-way reviews-v2 -> ratings p50 (us): before $ow0, delayed $ow1, after $ow2; step $(awk -v a="$ow0" -v b="$ow1" 'BEGIN{printf "%.3f ms", (b - a) / 1000}')"
+	echo "service latency reviews-v2 p50 (ms): before $sv0, delayed $sv1, after $sv2; step $(awk -v a="$sv0" -v b="$sv1" 'BEGIN{printf "%.1f ms", b - a}')"
+	echo "delayer's own p50 added delay: $dl ms"
+} | tee "$OUT/fig11.txt"
+
+if command -v gnuplot >/dev/null; then
+	gnuplot <<EOF
+set terminal pngcairo size 1000,520 noenhanced
+set output "$OUT/fig11.png"
+set datafile separator ","
+set title "Bookinfo, reviews-v2 -> ratings; 20 ms on $R2_NODE's uplink egress during [$P s, $((2 * P)) s)"
+set xlabel "time (s)"
+set ylabel "latency (ms)"
+set yrange [0:55]
+set key top right box opaque
+set grid
+plot "$OUT/fig11.csv" using 1:(\$7) with linespoints title "service latency, reviews-v2 (nginx request_time, p50)", \
+     "" using 1:(\$3/1000) with linespoints title "one-way latency reviews-v2 -> ratings (sonde, p50)", \
+     "" using 1:2 with steps dt 2 title "injected delay"
+EOF
+	echo "plot: $OUT/fig11.png"
+fi
+cp "$WORK/delayer-stats.json" "$OUT/" 2>/dev/null || true
+rm -rf "$WORK"
