@@ -1294,11 +1294,23 @@ cmd_move() { # POD NODE
 	P_VETH[$new]=veth$(rand_hex32)
 	P_PID[$new]=0
 	P_CREATED[$new]=$(now_rfc3339)
-	# The lowest free address of the target node's subnet.
-	for ((k = 2; k < 255; k++)); do
-		jq -e --arg ip "10.244.$target.$k" 'any(.pods[]; .ip == $ip)' "$STATE" >/dev/null || break
+	# The next address after the node's last allocation, as host-local
+	# IPAM hands them out: an address freed by a move is not reused at once
+	# (a neighbour entry on the bridge may still point at the old veth).
+	local last used
+	last=$(jq -r --arg n "node-$target" '.ipam_last[$n] // ([.pods[] | select(.node == $n) | .ip
+		| split(".")[3] | tonumber] | max) // 1' "$STATE")
+	used=" $(jq -r --arg n "node-$target" '[.pods[] | select(.node == $n) | .ip | split(".")[3]] | join(" ")' "$STATE") "
+	k=$last
+	for ((end = 0; end < 253; end++)); do
+		k=$((k % 254 + 1))
+		((k >= 2)) || continue
+		[[ $used == *" $k "* ]] || break
 	done
+	[[ $used != *" $k "* ]] || die "node-$target has no free pod address"
 	P_IP[$new]=10.244.$target.$k
+	ip -n "sonde-node-$target" neigh del "${P_IP[$new]}" dev cni0 2>/dev/null || true
+	update_state '.ipam_last[$n] = $k' --arg n "node-$target" --argjson k "$k"
 	POD_ORDER+=("$new")
 	make_pod_network "$new"
 	configure_pod "$new"

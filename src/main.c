@@ -23,6 +23,8 @@ static const struct subcommand subcommands[] = {
 	  "run the eBPF sensors of one node and emit records as JSON lines" },
 	{ "lab", cmd_lab,
 	  "build and drive the lab cluster (netns nodes, pods, Bookinfo)" },
+	{ "topology", cmd_topology,
+	  "service -> pod -> process -> netns -> veth -> bridge -> VXLAN -> node" },
 	{ 0 },
 };
 
