@@ -286,6 +286,52 @@ static int64_t clock_offset_ns(void)
 	       (real.tv_nsec - mono.tv_nsec);
 }
 
+static bool has_target(const uint32_t *t, size_t n, uint32_t netns)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i] == netns)
+			return true;
+	return false;
+}
+
+static void emit_target_event(struct agent *a, const struct node_view *view,
+			      uint32_t netns, const char *what)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	json_t *rec = agent_record(a, "event",
+				   (uint64_t)now.tv_sec * 1000000000ULL +
+					   (uint64_t)now.tv_nsec);
+	json_object_set_new(rec, "event", json_string(what));
+	json_object_set_new(rec, "netns", json_integer(netns));
+	const struct netns_owner *o = node_find_netns(view, netns);
+	const struct meta_pod *p =
+		o && o->pod_uid[0] ? meta_pod_by_uid(&a->meta, o->pod_uid) : NULL;
+	if (o && o->pod_uid[0])
+		json_object_set_new(rec, "pod_uid", json_string(o->pod_uid));
+	if (p) {
+		json_t *pod = json_object();
+		set_pod(pod, p);
+		json_object_set_new(rec, "target", pod);
+	}
+	agent_emit(a, rec);
+}
+
+/* `event` records when the sensors start or stop watching a pod's netns
+ * (a pod appeared, moved here, left): the agent's side of a relocation. */
+static void emit_target_changes(struct agent *a, const struct node_view *old_view,
+				const uint32_t *old_targets, size_t old_n)
+{
+	if (!old_targets)
+		return; /* the first discovery: no change to report */
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (!has_target(old_targets, old_n, a->targets[i]))
+			emit_target_event(a, &a->view, a->targets[i], "sensor_attached");
+	for (size_t i = 0; i < old_n; i++)
+		if (!has_target(a->targets, a->ntargets, old_targets[i]))
+			emit_target_event(a, old_view, old_targets[i], "sensor_detached");
+}
+
 /* Rediscovers the node's pods and points the sensors at their netns. */
 static void refresh_node(struct agent *a)
 {
@@ -296,12 +342,18 @@ static void refresh_node(struct agent *a)
 	a->mono_to_real_ns = clock_offset_ns();
 	if (node_scan(a->cgroup_root, a->netns_path, &view))
 		return;
-	node_view_free(&a->view);
+	struct node_view old_view = a->view;
+	uint32_t *old_targets = a->targets;
+	size_t old_n = a->ntargets;
+	a->targets = NULL;
 	a->view = view;
 	compute_targets(a);
 	for (size_t i = 0; i < a->nfams; i++)
 		if (a->fams[i].state && a->fams[i].fam->retarget)
 			a->fams[i].fam->retarget(a->fams[i].state);
+	emit_target_changes(a, &old_view, old_targets, old_n);
+	node_view_free(&old_view);
+	free(old_targets);
 }
 
 static int resolve_node(struct agent *a)
