@@ -117,8 +117,24 @@ container_id() {
 	printf '%s' "$id"
 }
 # kube-proxy's chain-name hash: base32(sha256(text)), first 16 characters.
-kube_hash() {
-	printf '%s' "$1" | sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d | base32 | cut -c1-16
+# Memoized, in this run and across runs ($RUN/kube-hash.memo): `up` and
+# `move` regenerate the same chain names, and each costs a pipeline of six
+# processes (about 70 ms on a loaded 2-core VM). Sets KUBE_HASH.
+declare -A KUBE_HASH_MEMO=()
+KUBE_HASH=""
+kube_hash() { # TEXT
+	local h
+	if [ -z "${KUBE_HASH_MEMO[$1]:-}" ]; then
+		h=$(printf '%s' "$1" | sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d | base32)
+		KUBE_HASH_MEMO[$1]=${h:0:16}
+		[ ! -d "$RUN" ] || printf '%s\t%s\n' "$1" "${h:0:16}" >>"$RUN/kube-hash.memo"
+	fi
+	KUBE_HASH=${KUBE_HASH_MEMO[$1]}
+}
+load_kube_hash_memo() {
+	local text h
+	[ -s "$RUN/kube-hash.memo" ] || return 0
+	while IFS=$'\t' read -r text h; do KUBE_HASH_MEMO[$text]=$h; done <"$RUN/kube-hash.memo"
 }
 vtep_mac() { printf '02:5e:00:00:00:%02x' "$1"; }
 # cni0 gets a fixed MAC (Kubernetes' 0a:58 + IP scheme): a bridge without one
@@ -508,13 +524,15 @@ gen_rules() {
 		'-A POSTROUTING -o eth0 -m comment --comment "sonde lab fault: delay" -j SONDE-DELAY' \
 		'COMMIT'
 	local -a chains=() rules=()
+	load_kube_hash_memo
 	for s in "${SVC_ORDER[@]}"; do
 		IFS=, read -ra ports <<<"${S_PORTS[$s]}"
 		for port in "${ports[@]}"; do
 			IFS=/ read -r pname pnum proto <<<"$port"
 			lproto=${proto,,}
 			spn="${S_NS[$s]}/${S_NAME[$s]}:$pname"
-			svc_chain=KUBE-SVC-$(kube_hash "$spn$lproto")
+			kube_hash "$spn$lproto"
+			svc_chain=KUBE-SVC-$KUBE_HASH
 			chains+=("$svc_chain")
 			rules+=("-A KUBE-SERVICES -d ${S_IP[$s]}/32 -p $lproto -m comment --comment \"$spn cluster IP\" -m $lproto --dport $pnum -j $svc_chain")
 			rules+=("-A $svc_chain ! -s $CLUSTER_CIDR -d ${S_IP[$s]}/32 -p $lproto -m comment --comment \"$spn cluster IP\" -m $lproto --dport $pnum -j KUBE-MARK-MASQ")
@@ -522,7 +540,8 @@ gen_rules() {
 			n=${#eps[@]}
 			for ((k = 0; k < n; k++)); do
 				p=${eps[k]}
-				sep_chain=KUBE-SEP-$(kube_hash "$spn$lproto${P_IP[$p]}:$pnum")
+				kube_hash "$spn$lproto${P_IP[$p]}:$pnum"
+				sep_chain=KUBE-SEP-$KUBE_HASH
 				chains+=("$sep_chain")
 				comment="$spn -> ${P_IP[$p]}:$pnum"
 				if ((k < n - 1)); then
