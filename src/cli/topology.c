@@ -14,6 +14,7 @@
 #include "agent/node.h"
 #include "cmds.h"
 #include "k8s/k8s.h"
+#include "k8s/plan.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "lib/sys.h"
@@ -36,6 +37,7 @@ static bool opt_watch;
 static const char *opt_snapshot;
 static uint64_t opt_duration_ns;
 static uint64_t opt_timeout_ns = 10000000000ULL;
+static const char *opt_plan;
 
 static const struct opt topo_opts[] = {
 	{ "kubeconfig", 'k', OPT_STRING, &opt_kubeconfig, "FILE",
@@ -53,6 +55,10 @@ static const struct opt topo_opts[] = {
 	{ "snapshot", 0, OPT_STRING, &opt_snapshot, "FILE",
 	  "with --watch: at exit, write the cached pods (uid, name, node, IP, "
 	  "phase) and the client's counters to FILE as JSON" },
+	{ "plan", 0, OPT_STRING, &opt_plan, "POLICY",
+	  "print the sensor plan (desired sensors per node, with generations) "
+	  "for a monitoring policy file (docs/k8s.md); with --watch, print "
+	  "each node's new plan as it changes" },
 	{ "timeout", 't', OPT_DURATION, &opt_timeout_ns, "DUR",
 	  "give up when the first list takes longer (default 10s)" },
 	OPT_END,
@@ -101,10 +107,75 @@ static bool pod_ready(const json_t *pod)
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
+struct watch_ctx {
+	struct k8s_client *client;
+	json_t *policy; /* NULL: no plan */
+	json_t *plan;
+	bool synced;
+};
+
+static void print_json_line(json_t *line)
+{
+	char *text = json_dumps(line, JSON_COMPACT);
+	json_decref(line);
+	pthread_mutex_lock(&out_mu);
+	printf("%s\n", text);
+	fflush(stdout);
+	pthread_mutex_unlock(&out_mu);
+	free(text);
+}
+
+/* Recomputes the plan from the cache and prints the nodes whose desired
+ * sensors changed, with their new generation: what the controller would
+ * push to those nodes' agents. Runs under the client's lock. */
+static pthread_mutex_t plan_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Lock order: the client's lock (held by callbacks), then plan_mu. The
+ * lists are taken first, so the main thread never holds plan_mu while it
+ * waits for the client's lock. */
+static void replan(struct watch_ctx *w, bool from_main)
+{
+	json_t *pods = k8s_client_list(w->client, "pods");
+	json_t *svcs = k8s_client_list(w->client, "services");
+	pthread_mutex_lock(&plan_mu);
+	if (from_main)
+		w->synced = true;
+	if (!w->synced) {
+		pthread_mutex_unlock(&plan_mu);
+		json_decref(pods);
+		json_decref(svcs);
+		return;
+	}
+	json_t *desired = plan_desired(w->policy, pods, svcs);
+	json_t *before = json_deep_copy(w->plan);
+	plan_update(w->plan, desired);
+	const char *node;
+	json_t *entry;
+	json_object_foreach(w->plan, node, entry) {
+		if (json_equal(entry, json_object_get(before, node)))
+			continue;
+		json_t *ids = json_array();
+		size_t i;
+		json_t *s;
+		json_array_foreach(json_object_get(entry, "sensors"), i, s)
+			json_array_append(ids, json_object_get(s, "id"));
+		print_json_line(json_pack("{s:I, s:s, s:s, s:O, s:o}", "time_ns",
+					  (json_int_t)realtime_ns(), "resource", "plan",
+					  "node", node, "generation",
+					  json_object_get(entry, "generation"), "sensors",
+					  ids));
+	}
+	json_decref(before);
+	json_decref(desired);
+	json_decref(pods);
+	json_decref(svcs);
+	pthread_mutex_unlock(&plan_mu);
+}
+
 static void print_event(void *ctx, const char *resource,
 			enum k8s_event_type type, const json_t *obj)
 {
-	(void)ctx;
+	struct watch_ctx *w = ctx;
 	json_t *line = json_pack(
 		"{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "time_ns",
 		(json_int_t)realtime_ns(), "resource", resource, "type",
@@ -118,13 +189,10 @@ static void print_event(void *ctx, const char *resource,
 		json_object_set_new(line, "phase", json_string(jstr(obj, "status.phase")));
 		json_object_set_new(line, "ready", json_boolean(pod_ready(obj)));
 	}
-	char *text = json_dumps(line, JSON_COMPACT);
-	json_decref(line);
-	pthread_mutex_lock(&out_mu);
-	printf("%s\n", text);
-	fflush(stdout);
-	pthread_mutex_unlock(&out_mu);
-	free(text);
+	print_json_line(line);
+	if (w->policy &&
+	    (!strcmp(resource, "pods") || !strcmp(resource, "services")))
+		replan(w, false);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -452,6 +520,22 @@ int cmd_topology(int argc, char **argv)
 		log_err("--format must be table, json or dot, not '%s'", opt_format);
 		return 2;
 	}
+	struct watch_ctx wctx = { 0 };
+	if (opt_plan) {
+		json_error_t jerr;
+		char err[256];
+		wctx.policy = json_load_file(opt_plan, 0, &jerr);
+		if (!wctx.policy) {
+			log_err("policy %s: %s (line %d)", opt_plan, jerr.text, jerr.line);
+			return 1;
+		}
+		if (plan_policy_check(wctx.policy, err, sizeof(err))) {
+			log_err("policy %s: %s", opt_plan, err);
+			json_decref(wctx.policy);
+			return 1;
+		}
+		wctx.plan = json_object();
+	}
 	struct k8s_config cfg;
 	rc = opt_in_cluster ? k8s_config_in_cluster(&cfg, NULL)
 			    : k8s_config_load(&cfg, opt_kubeconfig);
@@ -467,10 +551,11 @@ int cmd_topology(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	struct k8s_client *c = k8s_client_new(&cfg, opt_watch ? print_event : NULL, NULL);
+	struct k8s_client *c = k8s_client_new(&cfg, opt_watch ? print_event : NULL, &wctx);
 	k8s_config_free(&cfg);
 	if (!c)
 		return 1;
+	wctx.client = c;
 	static const char *const resources[] = { "nodes", "pods", "services", "endpoints" };
 	for (size_t i = 0; i < 4; i++)
 		k8s_client_watch(c, resources[i], NULL, NULL);
@@ -481,6 +566,28 @@ int cmd_topology(int argc, char **argv)
 			(unsigned long long)(opt_timeout_ns / 1000000));
 		k8s_client_free(c);
 		return 1;
+	}
+	if (wctx.policy && opt_watch) {
+		/* The first plan, once every list is in; twice, for an event
+		 * that came between the first's lists and its plan. */
+		replan(&wctx, true);
+		replan(&wctx, true);
+	}
+	if (wctx.policy && !opt_watch) {
+		json_t *pods = k8s_client_list(c, "pods");
+		json_t *svcs = k8s_client_list(c, "services");
+		json_t *desired = plan_desired(wctx.policy, pods, svcs);
+		plan_update(wctx.plan, desired);
+		char *text = json_dumps(wctx.plan, JSON_INDENT(2) | JSON_SORT_KEYS);
+		printf("%s\n", text);
+		free(text);
+		json_decref(desired);
+		json_decref(pods);
+		json_decref(svcs);
+		json_decref(wctx.plan);
+		json_decref(wctx.policy);
+		k8s_client_free(c);
+		return 0;
 	}
 	if (opt_watch) {
 		struct timespec ts = { 3600 * 24 * 365, 0 };
@@ -493,6 +600,8 @@ int cmd_topology(int argc, char **argv)
 		if (opt_snapshot)
 			rc = write_snapshot(c, opt_snapshot) ? 1 : 0;
 		k8s_client_free(c);
+		json_decref(wctx.plan);
+		json_decref(wctx.policy);
 		return rc;
 	}
 
