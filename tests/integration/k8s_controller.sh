@@ -18,7 +18,9 @@ API=$(jq -r .api.server $ST)
 TOKEN=$(cat "$(jq -r .api.token_file $ST)")
 CA=$(jq -r .api.ca_file $ST)
 
-"$SONDE" topology --kubeconfig "$K" --watch --snapshot "$TMP/snapshot.json" >"$TMP/events.jsonl" 2>"$TMP/watch.err" &
+# A monitoring policy: every Bookinfo pod, plus kube-dns's.
+printf '{"namespaces": ["bookinfo"], "services": ["kube-system/kube-dns"], "sensors": ["flow"]}\n' >"$TMP/policy.json"
+"$SONDE" topology --kubeconfig "$K" --plan "$TMP/policy.json" --watch --snapshot "$TMP/snapshot.json" >"$TMP/events.jsonl" 2>"$TMP/watch.err" &
 TP=$!
 ON_EXIT="kill $TP 2>/dev/null"
 wait_for 10 grep -q '"pods"' "$TMP/events.jsonl" || die "no initial events from sonde topology --watch: $(cat "$TMP/watch.err")"
@@ -54,6 +56,23 @@ while read -r old new; do
 	grep -q "\"type\":\"ADDED\",.*\"uid\":\"$new\"" "$TMP/events.jsonl" || { fail "no ADDED for $new"; missing=1; }
 done < <(jq -r '"\(.old_uid) \(.new_uid)"' /run/sonde-lab/moves.jsonl)
 ((missing)) || log "ok: every move seen as DELETED + ADDED (4 moves)"
+# The plan follows each move: a new generation for the target node that
+# has the new pod's sensor, and one for the old node without the old pod's.
+missing=0
+while read -r ns old new from to; do
+	jq -e --arg n "$to" --arg id "flow/$ns/$new" 'select(.resource == "plan" and .node == $n
+		and (.sensors | index($id)))' "$TMP/events.jsonl" >/dev/null || { fail "no plan for $to with $new"; missing=1; }
+	jq -se --arg n "$from" --arg id "flow/$ns/$old" '[.[] | select(.resource == "plan" and .node == $n)]
+		| last | .sensors | index($id) | not' "$TMP/events.jsonl" >/dev/null || { fail "$from's last plan still has $old"; missing=1; }
+done < <(jq -r '"\(if (.old_pod | startswith("coredns")) then "kube-system" else "bookinfo" end) \(.old_pod) \(.new_pod) \(.from) \(.to)"' /run/sonde-lab/moves.jsonl)
+((missing)) || log "ok: the sensor plan followed every move (new node gains, old node loses)"
+gens=$(jq -r 'select(.resource == "plan") | "\(.node) \(.generation)"' "$TMP/events.jsonl" | sort -k1,1 -k2n | awk '$1 == p && $2 != q + 1 { bad = 1 } { p = $1; q = $2 } END { print bad + 0 }')
+assert_eq 0 "$gens" "plan generations increase by one per node"
+# Without --watch: the plan of the final state.
+"$SONDE" topology --kubeconfig "$K" --plan "$TMP/policy.json" >"$TMP/plan.json" || fail "topology --plan"
+want=$(jq -r '[.pods[] | select(.namespace == "bookinfo" or .workload == "coredns") | "\(.node) flow/\(.namespace)/\(.name)"] | sort | join(",")' $ST)
+got=$(jq -r '[to_entries[] | .key as $n | .value.sensors[] | "\($n) \(.id)"] | sort | join(",")' "$TMP/plan.json")
+assert_eq "$want" "$got" "plan = one flow sensor per monitored pod, on its node"
 stats=$(jq -c .stats "$TMP/snapshot.json")
 log "client counters: $stats"
 assert_between 1 1000 "$(jq .stats.gone "$TMP/snapshot.json")" "410 Gone answers (restarts)"
