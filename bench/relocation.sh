@@ -3,7 +3,7 @@
 # ratings-v1 between node-1 and node-2 under Bookinfo load, with one agent
 # per node following ratings-v1 (--pods) and the controller's watch
 # (`sonde topology --watch`). Per move:
-#   api      lab writes the new pod -> the controller's watch receives ADDED
+#   api      lab starts writing the new pod to its state -> the controller's watch receives ADDED
 #   (a)      watch ADDED -> the new node's agent reports sensor_attached
 #   (b)      watch Ready (MODIFIED, Ready=True) -> first flow record of the
 #            new pod in the new node's agent output

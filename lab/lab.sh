@@ -1335,8 +1335,8 @@ cmd_move() { # POD NODE
 	configure_pod "$new"
 	start_pod "$new" "$rate"
 	set_endpoints "$new"
+	t_add=$(now_ns) # the state write that makes the API's ADDED follows
 	write_tables_state "$new"
-	t_add=$(now_ns)
 
 	# 3. Ready once it answers its probe, as kubelet's readiness probe.
 	end=$((SECONDS + READY_TIMEOUT))
@@ -1354,8 +1354,8 @@ cmd_move() { # POD NODE
 	done
 	set_endpoints
 	apply_rules "$nodes"
-	write_tables_state
 	t_ready=$(now_ns)
+	write_tables_state
 	jq -cn --arg o "$old_name" --arg n "${P_NAME[$new]}" --arg ou "${P_UID[$i]}" --arg nu "${P_UID[$new]}" \
 		--arg from "node-$old_node" --arg to "node-$target" --arg ip "${P_IP[$new]}" \
 		--argjson t0 "$t0" --argjson td "$t_del" --argjson ta "$t_add" --argjson tr "$t_ready" \

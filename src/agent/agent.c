@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -475,12 +476,12 @@ static int arm(int tfd, uint64_t ns)
 	return timerfd_settime(tfd, 0, &t, NULL);
 }
 
-enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK };
+enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META };
 
 int cmd_agent(int argc, char **argv)
 {
 	struct agent a = { 0 };
-	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1;
+	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1, mfd = -1;
 
 	int prc = opts_parse(&agent_spec, argc, argv, &npos);
 	if (prc)
@@ -543,6 +544,26 @@ int cmd_agent(int argc, char **argv)
 	add_fd(epfd, sfd, TAG_SIGNAL);
 	add_fd(epfd, rfd, TAG_REFRESH);
 	add_fd(epfd, ifd, TAG_TICK);
+	/* A metadata change (a pod added or moved: the lab rewrites its state
+	 * by rename) triggers a rediscovery at once instead of at the next
+	 * second: it is most of a relocation's dead period otherwise. */
+	char meta_dir[PATH_MAX];
+	const char *meta_base = NULL;
+	if (a.metadata_path) {
+		snprintf(meta_dir, sizeof(meta_dir), "%s", a.metadata_path);
+		char *slash = strrchr(meta_dir, '/');
+		meta_base = slash ? slash + 1 : a.metadata_path;
+		if (slash)
+			*slash = '\0';
+		mfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (mfd >= 0 &&
+		    (inotify_add_watch(mfd, slash ? meta_dir : ".",
+				       IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
+		     add_fd(epfd, mfd, TAG_META))) {
+			close(mfd);
+			mfd = -1;
+		}
+	}
 
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -566,6 +587,19 @@ int cmd_agent(int argc, char **argv)
 				stop = true;
 			} else if (tag == TAG_REFRESH) {
 				if (read(rfd, &expirations, sizeof(expirations)) > 0)
+					refresh_node(&a);
+			} else if (tag == TAG_META) {
+				char buf[4096] __attribute__((aligned(8)));
+				bool changed = false;
+				ssize_t len;
+				while ((len = read(mfd, buf, sizeof(buf))) > 0)
+					for (char *p = buf; p < buf + len;) {
+						struct inotify_event *ev = (void *)p;
+						if (ev->len && !strcmp(ev->name, meta_base))
+							changed = true;
+						p += sizeof(*ev) + ev->len;
+					}
+				if (changed)
 					refresh_node(&a);
 			} else if (tag == TAG_TICK) {
 				if (read(ifd, &expirations, sizeof(expirations)) <= 0)
@@ -611,5 +645,7 @@ out:
 		close(ifd);
 	if (sfd >= 0)
 		close(sfd);
+	if (mfd >= 0)
+		close(mfd);
 	return rc;
 }
