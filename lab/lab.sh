@@ -117,8 +117,24 @@ container_id() {
 	printf '%s' "$id"
 }
 # kube-proxy's chain-name hash: base32(sha256(text)), first 16 characters.
-kube_hash() {
-	printf '%s' "$1" | sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d | base32 | cut -c1-16
+# Memoized, in this run and across runs ($RUN/kube-hash.memo): `up` and
+# `move` regenerate the same chain names, and each costs a pipeline of six
+# processes (about 70 ms on a loaded 2-core VM). Sets KUBE_HASH.
+declare -A KUBE_HASH_MEMO=()
+KUBE_HASH=""
+kube_hash() { # TEXT
+	local h
+	if [ -z "${KUBE_HASH_MEMO[$1]:-}" ]; then
+		h=$(printf '%s' "$1" | sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d | base32)
+		KUBE_HASH_MEMO[$1]=${h:0:16}
+		[ ! -d "$RUN" ] || printf '%s\t%s\n' "$1" "${h:0:16}" >>"$RUN/kube-hash.memo"
+	fi
+	KUBE_HASH=${KUBE_HASH_MEMO[$1]}
+}
+load_kube_hash_memo() {
+	local text h
+	[ -s "$RUN/kube-hash.memo" ] || return 0
+	while IFS=$'\t' read -r text h; do KUBE_HASH_MEMO[$text]=$h; done <"$RUN/kube-hash.memo"
 }
 vtep_mac() { printf '02:5e:00:00:00:%02x' "$1"; }
 # cni0 gets a fixed MAC (Kubernetes' 0a:58 + IP scheme): a bridge without one
@@ -508,13 +524,15 @@ gen_rules() {
 		'-A POSTROUTING -o eth0 -m comment --comment "sonde lab fault: delay" -j SONDE-DELAY' \
 		'COMMIT'
 	local -a chains=() rules=()
+	load_kube_hash_memo
 	for s in "${SVC_ORDER[@]}"; do
 		IFS=, read -ra ports <<<"${S_PORTS[$s]}"
 		for port in "${ports[@]}"; do
 			IFS=/ read -r pname pnum proto <<<"$port"
 			lproto=${proto,,}
 			spn="${S_NS[$s]}/${S_NAME[$s]}:$pname"
-			svc_chain=KUBE-SVC-$(kube_hash "$spn$lproto")
+			kube_hash "$spn$lproto"
+			svc_chain=KUBE-SVC-$KUBE_HASH
 			chains+=("$svc_chain")
 			rules+=("-A KUBE-SERVICES -d ${S_IP[$s]}/32 -p $lproto -m comment --comment \"$spn cluster IP\" -m $lproto --dport $pnum -j $svc_chain")
 			rules+=("-A $svc_chain ! -s $CLUSTER_CIDR -d ${S_IP[$s]}/32 -p $lproto -m comment --comment \"$spn cluster IP\" -m $lproto --dport $pnum -j KUBE-MARK-MASQ")
@@ -522,7 +540,8 @@ gen_rules() {
 			n=${#eps[@]}
 			for ((k = 0; k < n; k++)); do
 				p=${eps[k]}
-				sep_chain=KUBE-SEP-$(kube_hash "$spn$lproto${P_IP[$p]}:$pnum")
+				kube_hash "$spn$lproto${P_IP[$p]}:$pnum"
+				sep_chain=KUBE-SEP-$KUBE_HASH
 				chains+=("$sep_chain")
 				comment="$spn -> ${P_IP[$p]}:$pnum"
 				if ((k < n - 1)); then
@@ -1294,18 +1313,30 @@ cmd_move() { # POD NODE
 	P_VETH[$new]=veth$(rand_hex32)
 	P_PID[$new]=0
 	P_CREATED[$new]=$(now_rfc3339)
-	# The lowest free address of the target node's subnet.
-	for ((k = 2; k < 255; k++)); do
-		jq -e --arg ip "10.244.$target.$k" 'any(.pods[]; .ip == $ip)' "$STATE" >/dev/null || break
+	# The next address after the node's last allocation, as host-local
+	# IPAM hands them out: an address freed by a move is not reused at once
+	# (a neighbour entry on the bridge may still point at the old veth).
+	local last used
+	last=$(jq -r --arg n "node-$target" '.ipam_last[$n] // ([.pods[] | select(.node == $n) | .ip
+		| split(".")[3] | tonumber] | max) // 1' "$STATE")
+	used=" $(jq -r --arg n "node-$target" '[.pods[] | select(.node == $n) | .ip | split(".")[3]] | join(" ")' "$STATE") "
+	k=$last
+	for ((end = 0; end < 253; end++)); do
+		k=$((k % 254 + 1))
+		((k >= 2)) || continue
+		[[ $used == *" $k "* ]] || break
 	done
+	[[ $used != *" $k "* ]] || die "node-$target has no free pod address"
 	P_IP[$new]=10.244.$target.$k
+	ip -n "sonde-node-$target" neigh del "${P_IP[$new]}" dev cni0 2>/dev/null || true
+	update_state '.ipam_last[$n] = $k' --arg n "node-$target" --argjson k "$k"
 	POD_ORDER+=("$new")
 	make_pod_network "$new"
 	configure_pod "$new"
 	start_pod "$new" "$rate"
 	set_endpoints "$new"
+	t_add=$(now_ns) # the state write that makes the API's ADDED follows
 	write_tables_state "$new"
-	t_add=$(now_ns)
 
 	# 3. Ready once it answers its probe, as kubelet's readiness probe.
 	end=$((SECONDS + READY_TIMEOUT))
@@ -1323,8 +1354,8 @@ cmd_move() { # POD NODE
 	done
 	set_endpoints
 	apply_rules "$nodes"
-	write_tables_state
 	t_ready=$(now_ns)
+	write_tables_state
 	jq -cn --arg o "$old_name" --arg n "${P_NAME[$new]}" --arg ou "${P_UID[$i]}" --arg nu "${P_UID[$new]}" \
 		--arg from "node-$old_node" --arg to "node-$target" --arg ip "${P_IP[$new]}" \
 		--argjson t0 "$t0" --argjson td "$t_del" --argjson ta "$t_add" --argjson tr "$t_ready" \

@@ -29,6 +29,8 @@ static const struct subcommand subcommands[] = {
 	{ "query", cmd_query,
 	  "query the server: flows, http, dns, latency by service, "
 	  "workload, pod, time" },
+	{ "topology", cmd_topology,
+	  "service -> pod -> process -> netns -> veth -> bridge -> VXLAN -> node" },
 	{ 0 },
 };
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -308,6 +309,52 @@ static int64_t clock_offset_ns(void)
 	       (real.tv_nsec - mono.tv_nsec);
 }
 
+static bool has_target(const uint32_t *t, size_t n, uint32_t netns)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i] == netns)
+			return true;
+	return false;
+}
+
+static void emit_target_event(struct agent *a, const struct node_view *view,
+			      uint32_t netns, const char *what)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	json_t *rec = agent_record(a, "event",
+				   (uint64_t)now.tv_sec * 1000000000ULL +
+					   (uint64_t)now.tv_nsec);
+	json_object_set_new(rec, "event", json_string(what));
+	json_object_set_new(rec, "netns", json_integer(netns));
+	const struct netns_owner *o = node_find_netns(view, netns);
+	const struct meta_pod *p =
+		o && o->pod_uid[0] ? meta_pod_by_uid(&a->meta, o->pod_uid) : NULL;
+	if (o && o->pod_uid[0])
+		json_object_set_new(rec, "pod_uid", json_string(o->pod_uid));
+	if (p) {
+		json_t *pod = json_object();
+		set_pod(pod, p);
+		json_object_set_new(rec, "target", pod);
+	}
+	agent_emit(a, rec);
+}
+
+/* `event` records when the sensors start or stop watching a pod's netns
+ * (a pod appeared, moved here, left): the agent's side of a relocation. */
+static void emit_target_changes(struct agent *a, const struct node_view *old_view,
+				const uint32_t *old_targets, size_t old_n)
+{
+	if (!old_targets)
+		return; /* the first discovery: no change to report */
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (!has_target(old_targets, old_n, a->targets[i]))
+			emit_target_event(a, &a->view, a->targets[i], "sensor_attached");
+	for (size_t i = 0; i < old_n; i++)
+		if (!has_target(a->targets, a->ntargets, old_targets[i]))
+			emit_target_event(a, old_view, old_targets[i], "sensor_detached");
+}
+
 /* Rediscovers the node's pods and points the sensors at their netns. */
 static void refresh_node(struct agent *a)
 {
@@ -318,12 +365,18 @@ static void refresh_node(struct agent *a)
 	a->mono_to_real_ns = clock_offset_ns();
 	if (node_scan(a->cgroup_root, a->netns_path, &view))
 		return;
-	node_view_free(&a->view);
+	struct node_view old_view = a->view;
+	uint32_t *old_targets = a->targets;
+	size_t old_n = a->ntargets;
+	a->targets = NULL;
 	a->view = view;
 	compute_targets(a);
 	for (size_t i = 0; i < a->nfams; i++)
 		if (a->fams[i].state && a->fams[i].fam->retarget)
 			a->fams[i].fam->retarget(a->fams[i].state);
+	emit_target_changes(a, &old_view, old_targets, old_n);
+	node_view_free(&old_view);
+	free(old_targets);
 }
 
 static int resolve_node(struct agent *a)
@@ -458,12 +511,12 @@ static int arm(int tfd, uint64_t ns)
 	return timerfd_settime(tfd, 0, &t, NULL);
 }
 
-enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK };
+enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META };
 
 int cmd_agent(int argc, char **argv)
 {
 	struct agent a = { 0 };
-	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1;
+	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1, mfd = -1;
 
 	int prc = opts_parse(&agent_spec, argc, argv, &npos);
 	if (prc)
@@ -535,6 +588,26 @@ int cmd_agent(int argc, char **argv)
 	add_fd(epfd, sfd, TAG_SIGNAL);
 	add_fd(epfd, rfd, TAG_REFRESH);
 	add_fd(epfd, ifd, TAG_TICK);
+	/* A metadata change (a pod added or moved: the lab rewrites its state
+	 * by rename) triggers a rediscovery at once instead of at the next
+	 * second: it is most of a relocation's dead period otherwise. */
+	char meta_dir[PATH_MAX];
+	const char *meta_base = NULL;
+	if (a.metadata_path) {
+		snprintf(meta_dir, sizeof(meta_dir), "%s", a.metadata_path);
+		char *slash = strrchr(meta_dir, '/');
+		meta_base = slash ? slash + 1 : a.metadata_path;
+		if (slash)
+			*slash = '\0';
+		mfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (mfd >= 0 &&
+		    (inotify_add_watch(mfd, slash ? meta_dir : ".",
+				       IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
+		     add_fd(epfd, mfd, TAG_META))) {
+			close(mfd);
+			mfd = -1;
+		}
+	}
 
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -558,6 +631,19 @@ int cmd_agent(int argc, char **argv)
 				stop = true;
 			} else if (tag == TAG_REFRESH) {
 				if (read(rfd, &expirations, sizeof(expirations)) > 0)
+					refresh_node(&a);
+			} else if (tag == TAG_META) {
+				char buf[4096] __attribute__((aligned(8)));
+				bool changed = false;
+				ssize_t len;
+				while ((len = read(mfd, buf, sizeof(buf))) > 0)
+					for (char *p = buf; p < buf + len;) {
+						struct inotify_event *ev = (void *)p;
+						if (ev->len && !strcmp(ev->name, meta_base))
+							changed = true;
+						p += sizeof(*ev) + ev->len;
+					}
+				if (changed)
 					refresh_node(&a);
 			} else if (tag == TAG_TICK) {
 				if (read(ifd, &expirations, sizeof(expirations)) <= 0)
@@ -603,5 +689,7 @@ out:
 		close(ifd);
 	if (sfd >= 0)
 		close(sfd);
+	if (mfd >= 0)
+		close(mfd);
 	return rc;
 }
