@@ -8,6 +8,9 @@
 #    productpage's own access log, and the load generator's CPU.
 # Writes bench/results/lab.md.
 set -eu
+if [ -z "${SONDE_BENCH_LOCKED:-}" ]; then
+	SONDE_BENCH_LOCKED=1 exec flock -o /run/sonde-lab-session.lock bash "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SONDE=$ROOT/sonde
 OUT=$ROOT/bench/results/lab.md

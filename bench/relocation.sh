@@ -4,6 +4,8 @@
 # per node following ratings-v1 (--pods) and the controller's watch
 # (`sonde topology --watch`). Per move:
 #   api      lab starts writing the new pod to its state -> the controller's watch receives ADDED
+#   plan     watch ADDED -> the controller's plan for the new node has the
+#            new pod's sensor (sonde topology --plan: what would be pushed)
 #   (a)      watch ADDED -> the new node's agent reports sensor_attached
 #   (b)      watch Ready (MODIFIED, Ready=True) -> first flow record of the
 #            new pod in the new node's agent output
@@ -34,7 +36,9 @@ for n in 1 2; do
 		2>"$OUT/agent-node-$n.err" &
 	PIDS+=" $!"
 done
-"$SONDE" topology --kubeconfig /run/sonde-lab/kubeconfig --watch >"$OUT/watch.jsonl" 2>"$OUT/watch.err" &
+printf '{"services": ["bookinfo/ratings"], "sensors": ["flow"]}\n' >"$OUT/policy.json"
+"$SONDE" topology --kubeconfig /run/sonde-lab/kubeconfig --plan "$OUT/policy.json" --watch \
+	>"$OUT/watch.jsonl" 2>"$OUT/watch.err" &
 PIDS+=" $!"
 sleep 3
 for ((i = 1; i <= MOVES; i++)); do
@@ -57,9 +61,11 @@ def lines(p):
             try: yield json.loads(l)
             except ValueError: pass
 moves = list(lines("moves.jsonl"))
-watch = [e for e in lines("watch.jsonl") if e.get("resource") == "pods"]
+allw = list(lines("watch.jsonl"))
+watch = [e for e in allw if e.get("resource") == "pods"]
+plans = [e for e in allw if e.get("resource") == "plan"]
 agents = {n: list(lines(f"agent-{n}.jsonl")) for n in ("node-1", "node-2")}
-api, a, b, miss = [], [], [], 0
+api, a, b, pl, miss = [], [], [], [], 0
 for m in moves:
     uid, pod, to = m["new_uid"], m["new_pod"], m["to"]
     added = next((e["time_ns"] for e in watch if e["uid"] == uid and e["type"] == "ADDED"), None)
@@ -68,6 +74,10 @@ for m in moves:
                    and r.get("event") == "sensor_attached" and r.get("pod_uid") == uid), None)
     first = next((r["time_ns"] for r in agents[to] if r.get("kind") == "flow"
                   and (r.get("src", {}).get("pod") == pod or r.get("dst", {}).get("pod") == pod)), None)
+    plan = next((e["time_ns"] for e in plans if e["node"] == to
+                 and f"flow/bookinfo/{pod}" in e["sensors"]), None)
+    if plan is not None and added is not None:
+        pl.append((plan - added) / 1e6)
     if None in (added, ready, attach, first):
         miss += 1
         print("incomplete move:", pod, added, ready, attach, first)
@@ -80,6 +90,7 @@ def pct(v, q):
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 print(f"moves: {len(moves)}, complete: {len(a)}, incomplete: {miss}")
 for name, v in (("lab state write -> watch ADDED (ms)", api),
+                ("watch ADDED -> new plan for the new node (ms)", pl),
                 ("(a) watch ADDED -> sensor attached on new node (ms)", a),
                 ("(b) watch Ready -> first flow record of new pod (ms)", b)):
     if v:

@@ -42,6 +42,7 @@ struct informer {
 	size_t line_len, line_cap;
 	bool gone;   /* 410 seen in the stream */
 	bool got_event;
+	CURLM *multi; /* the running watch, for k8s_client_free's wakeup */
 };
 
 struct k8s_client {
@@ -395,9 +396,36 @@ static int do_watch(struct informer *inf)
 	c->stats.watches++;
 	pthread_mutex_unlock(&c->mu);
 	log_debug("k8s: watch %s from %s", inf->resource, inf->rv);
-	CURLcode cc = curl_easy_perform(h);
+	/* A multi handle so that k8s_client_free can wake the transfer up
+	 * (curl_multi_wakeup) instead of waiting for the progress callback,
+	 * which an idle stream calls only once a second. */
+	CURLM *m = curl_multi_init();
+	curl_multi_add_handle(m, h);
+	pthread_mutex_lock(&c->mu);
+	inf->multi = m;
+	pthread_mutex_unlock(&c->mu);
+	CURLcode cc = CURLE_OK;
+	int running = 1;
+	while (running && !c->stop) {
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		if (running)
+			curl_multi_poll(m, NULL, 0, 1000, NULL);
+	}
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(m, &left)))
+		if (msg->msg == CURLMSG_DONE)
+			cc = msg->data.result;
+	if (running)
+		cc = CURLE_ABORTED_BY_CALLBACK;
+	pthread_mutex_lock(&c->mu);
+	inf->multi = NULL;
+	pthread_mutex_unlock(&c->mu);
 	long code = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_multi_remove_handle(m, h);
+	curl_multi_cleanup(m);
 	curl_easy_cleanup(h);
 	curl_slist_free_all(hdrs);
 	free(url);
@@ -579,6 +607,9 @@ void k8s_client_free(struct k8s_client *c)
 	pthread_mutex_lock(&c->mu);
 	c->stop = true;
 	pthread_cond_broadcast(&c->cv);
+	for (size_t i = 0; i < c->ninf; i++)
+		if (c->inf[i].multi)
+			curl_multi_wakeup(c->inf[i].multi);
 	pthread_mutex_unlock(&c->mu);
 	for (size_t i = 0; i < c->ninf; i++) {
 		struct informer *inf = &c->inf[i];

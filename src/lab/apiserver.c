@@ -156,6 +156,11 @@ static size_t apply_objects(json_t *all, bool initial)
 {
 	struct stored *next = NULL;
 	size_t nnext = 0, cap = 0, nevents = 0;
+	/* key -> index into S.objs: a linear search per object made a state
+	 * of 1000 pods cost a million comparisons per change. */
+	json_t *index = json_object();
+	for (size_t j = 0; j < S.nobjs; j++)
+		json_object_set_new(index, S.objs[j].key, json_integer((json_int_t)j));
 
 	for (int r = 0; r < KOBJ_N; r++) {
 		size_t i;
@@ -173,9 +178,9 @@ static size_t apply_objects(json_t *all, bool initial)
 			s->canon = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
 			s->obj = json_incref(obj);
 			struct stored *old = NULL;
-			for (size_t j = 0; j < S.nobjs; j++)
-				if (S.objs[j].key && !strcmp(S.objs[j].key, s->key))
-					old = &S.objs[j];
+			json_t *at = json_object_get(index, s->key);
+			if (at && S.objs[json_integer_value(at)].key)
+				old = &S.objs[json_integer_value(at)];
 			if (old && !strcmp(old->canon, s->canon)) {
 				json_decref(s->obj);
 				s->obj = json_incref(old->obj);
@@ -209,6 +214,7 @@ static size_t apply_objects(json_t *all, bool initial)
 		free(old->canon);
 		json_decref(old->obj);
 	}
+	json_decref(index);
 	free(S.objs);
 	S.objs = next;
 	S.nobjs = nnext;

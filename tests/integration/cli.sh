@@ -8,7 +8,7 @@ out=$("$SONDE" --version)
 assert_contains "$out" "sonde 0." "--version prints the version"
 
 out=$("$SONDE" --help)
-for cmd in agent lab; do
+for cmd in agent lab topology; do
 	assert_contains "$out" "  $cmd " "top-level help lists '$cmd'"
 done
 
@@ -17,7 +17,7 @@ out=$("$SONDE" agent --help)
 for o in --node --cgroup-root --netns --metadata --output --duration --all-netns --btf --help; do
 	assert_contains "$out" "$o" "agent --help shows $o"
 done
-for sub in up down status exec delay loss load; do
+for sub in up down status exec delay loss load move api; do
 	out=$("$SONDE" lab "$sub" --help) || fail "lab $sub --help exits non-zero"
 	assert_contains "$out" "Usage: sonde lab $sub" "lab $sub --help"
 done
@@ -36,6 +36,32 @@ err=$("$SONDE" lab loss --node node-1 150% 2>&1)
 assert_contains "$err" "percentage in (0, 100]" "bad loss is explained"
 err=$("$SONDE" lab delay 20ms 2>&1)
 assert_contains "$err" "needs --node" "delay without node is explained"
+
+# sonde topology: options and its errors (no API configured, unreadable or
+# malformed kubeconfig, an API that does not answer, a bad policy).
+out=$("$SONDE" topology --help)
+for o in --kubeconfig --in-cluster --json --format --watch --snapshot --plan --timeout; do
+	assert_contains "$out" "$o" "topology --help shows $o"
+done
+err=$("$SONDE" topology --format svg 2>&1); rc=$?
+assert_eq 2 "$rc" "topology --format svg exits 2"
+assert_contains "$err" "table, json or dot" "bad format is explained"
+err=$(env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST HOME=/nonexistent "$SONDE" topology 2>&1); rc=$?
+assert_eq 1 "$rc" "topology without any API config exits 1"
+assert_contains "$err" "--kubeconfig" "no API config names --kubeconfig"
+err=$("$SONDE" topology --kubeconfig /nonexistent/config 2>&1)
+assert_contains "$err" "cannot read kubeconfig /nonexistent/config" "unreadable kubeconfig"
+mkdir -p "$TMP"
+printf 'clusters: [oops\n' >"$TMP/bad.yaml"
+err=$("$SONDE" topology --kubeconfig "$TMP/bad.yaml" 2>&1)
+assert_contains "$err" "is not valid YAML: line" "malformed kubeconfig names the line"
+printf 'apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:1"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n' >"$TMP/dead.yaml"
+err=$("$SONDE" topology --kubeconfig "$TMP/dead.yaml" --timeout 1s 2>&1); rc=$?
+assert_eq 1 "$rc" "topology against a dead API exits 1"
+assert_contains "$err" "did not answer the first list" "dead API is explained"
+printf '{"pods": ["x"]}' >"$TMP/policy.json"
+err=$("$SONDE" topology --kubeconfig "$TMP/dead.yaml" --plan "$TMP/policy.json" 2>&1)
+assert_contains "$err" "unknown policy key 'pods'" "bad policy is explained"
 
 # Not root: the error says so and how to fix it. The binary must be
 # reachable by an unprivileged user for this check.

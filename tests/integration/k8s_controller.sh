@@ -60,10 +60,10 @@ done < <(jq -r '"\(.old_uid) \(.new_uid)"' /run/sonde-lab/moves.jsonl)
 # has the new pod's sensor, and one for the old node without the old pod's.
 missing=0
 while read -r ns old new from to; do
-	jq -e --arg n "$to" --arg id "flow/$ns/$new" 'select(.resource == "plan" and .node == $n
-		and (.sensors | index($id)))' "$TMP/events.jsonl" >/dev/null || { fail "no plan for $to with $new"; missing=1; }
+	jq -se --arg n "$to" --arg id "flow/$ns/$new" 'any(.[]; .resource == "plan" and .node == $n
+		and any(.sensors[]; . == $id))' "$TMP/events.jsonl" >/dev/null || { fail "no plan for $to with $new"; missing=1; }
 	jq -se --arg n "$from" --arg id "flow/$ns/$old" '[.[] | select(.resource == "plan" and .node == $n)]
-		| last | .sensors | index($id) | not' "$TMP/events.jsonl" >/dev/null || { fail "$from's last plan still has $old"; missing=1; }
+		| last | any(.sensors[]; . == $id) | not' "$TMP/events.jsonl" >/dev/null || { fail "$from's last plan still has $old"; missing=1; }
 done < <(jq -r '"\(if (.old_pod | startswith("coredns")) then "kube-system" else "bookinfo" end) \(.old_pod) \(.new_pod) \(.from) \(.to)"' /run/sonde-lab/moves.jsonl)
 ((missing)) || log "ok: the sensor plan followed every move (new node gains, old node loses)"
 gens=$(jq -r 'select(.resource == "plan") | "\(.node) \(.generation)"' "$TMP/events.jsonl" | sort -k1,1 -k2n | awk '$1 == p && $2 != q + 1 { bad = 1 } { p = $1; q = $2 } END { print bad + 0 }')
