@@ -10,9 +10,11 @@ BUILD="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 TEST="libcmocka-dev libclang-rt-14-dev"
 LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping
      procps psmisc util-linux iperf3"
+# bench/: the load (wrk) and what users would run instead of sonde.
+BENCH="wrk tcpdump libbpf-tools"
 
 missing=""
-for pkg in $BUILD $TEST $LAB; do
+for pkg in $BUILD $TEST $LAB $BENCH; do
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
 	case "$status" in
 	*"install ok installed"*) ;;
