@@ -8,6 +8,7 @@
 #define FLOW_IPPROTO_UDP 17
 #define FLOW_IP_MF 0x2000
 #define FLOW_IP_OFFMASK 0x1fff
+#define FLOW_IP6_MAX_EXT 4
 
 struct udp_dgrams {
 	__u64 bytes; /* UDP payload bytes */
@@ -18,7 +19,8 @@ struct udp_dgrams {
  * tuple oriented from the socket's side (egress: local = source). Returns 1
  * for a UDP datagram (or a GSO batch of them), 0 for anything else or a
  * non-first fragment (no UDP header: its bytes are in the first fragment's
- * UDP length), -1 when the headers cannot be read. */
+ * UDP length), -1 when the headers cannot be read (or IPv6 has more than
+ * FLOW_IP6_MAX_EXT extension headers). */
 static __always_inline int flow_parse_udp(struct __sk_buff *skb, bool egress,
 					  struct flow_tuple *t,
 					  struct udp_dgrams *d)
@@ -53,17 +55,37 @@ static __always_inline int flow_parse_udp(struct __sk_buff *skb, bool egress,
 		__builtin_memcpy(dst, &ip.daddr, 4);
 	} else if ((first >> 4) == 6) {
 		struct ipv6hdr ip6;
+		__u8 next;
 
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return -1;
-		/* Extension headers (fragments included) are not walked:
-		 * such datagrams are counted as unparsed. */
-		if (ip6.nexthdr == 0 || ip6.nexthdr == 43 || ip6.nexthdr == 44 ||
-		    ip6.nexthdr == 60)
-			return -1;
-		if (ip6.nexthdr != FLOW_IPPROTO_UDP)
-			return 0;
+		next = ip6.nexthdr;
 		l4 = sizeof(ip6);
+		/* Walk a few extension headers (hop-by-hop: BIG TCP's jumbo
+		 * option; routing; destination options; fragment). */
+#pragma unroll
+		for (int i = 0; i < FLOW_IP6_MAX_EXT; i++) {
+			__u8 ext[4];
+
+			if (next != 0 && next != 43 && next != 44 && next != 60)
+				break;
+			if (bpf_skb_load_bytes(skb, l4, ext, sizeof(ext)))
+				return -1;
+			if (next == 44) {
+				__u16 off = ((__u16)ext[2] << 8 | ext[3]) & 0xfff8;
+				if (off)
+					return 0; /* not the first fragment */
+				whole = !(ext[3] & 1);
+				l4 += 8;
+			} else {
+				l4 += 8 + (__u32)ext[1] * 8;
+			}
+			next = ext[0];
+		}
+		if (next == 0 || next == 43 || next == 44 || next == 60)
+			return -1; /* more extension headers than we walk */
+		if (next != FLOW_IPPROTO_UDP)
+			return 0;
 		t->family = 10; /* AF_INET6 */
 		__builtin_memcpy(src, &ip6.saddr, 16);
 		__builtin_memcpy(dst, &ip6.daddr, 16);

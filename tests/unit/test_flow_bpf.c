@@ -259,26 +259,31 @@ static void udp4_gso(void **state)
 	assert_int_equal(v.bytes_out, 1200);
 }
 
-static size_t build6(uint8_t *buf, uint8_t nexthdr, size_t payload)
+/* Ethernet + IPv6 + the given extension header bytes + UDP + payload. */
+static size_t build6(uint8_t *buf, uint8_t nexthdr, const uint8_t *ext,
+		     size_t ext_len, uint16_t udp_len, size_t payload)
 {
 	struct ethhdr eth = { .h_proto = htons(ETH_P_IPV6) };
 	struct ipv6hdr ip6 = { 0 };
 	struct udphdr udp = { 0 };
+	size_t off = sizeof(eth) + sizeof(ip6);
 
-	memset(buf, 0, sizeof(eth) + sizeof(ip6) + sizeof(udp) + payload);
+	memset(buf, 0, off + ext_len + sizeof(udp) + payload);
 	ip6.version = 6;
 	ip6.nexthdr = nexthdr;
 	ip6.hop_limit = 64;
-	ip6.payload_len = htons(sizeof(udp) + payload);
+	ip6.payload_len = htons(ext_len + sizeof(udp) + payload);
 	inet_pton(AF_INET6, "fd00::1", &ip6.saddr);
 	inet_pton(AF_INET6, "fd00::2", &ip6.daddr);
 	udp.source = htons(5353);
 	udp.dest = htons(5201);
-	udp.len = htons(sizeof(udp) + payload);
+	udp.len = htons(udp_len ? udp_len : sizeof(udp) + payload);
 	memcpy(buf, &eth, sizeof(eth));
 	memcpy(buf + sizeof(eth), &ip6, sizeof(ip6));
-	memcpy(buf + sizeof(eth) + sizeof(ip6), &udp, sizeof(udp));
-	return sizeof(eth) + sizeof(ip6) + sizeof(udp) + payload;
+	if (ext_len)
+		memcpy(buf + off, ext, ext_len);
+	memcpy(buf + off + ext_len, &udp, sizeof(udp));
+	return off + ext_len + sizeof(udp) + payload;
 }
 
 static void udp6(void **state)
@@ -286,8 +291,7 @@ static void udp6(void **state)
 	uint8_t pkt[256], want[16];
 	struct flow_udp_key k;
 	struct flow_udp v;
-	uint64_t unparsed;
-	size_t len = build6(pkt, IPPROTO_UDP, 77);
+	size_t len = build6(pkt, IPPROTO_UDP, NULL, 0, 0, 77);
 
 	(void)state;
 	if (!skel)
@@ -300,12 +304,74 @@ static void udp6(void **state)
 	assert_memory_equal(k.tuple.laddr, want, 16);
 	assert_int_equal(k.tuple.lport, 5201);
 	assert_int_equal(v.bytes_in, 77);
+}
 
-	/* A fragment header: not walked, counted as unparsed. */
+/* Hop-by-hop options (16 bytes) then UDP: walked. */
+static void udp6_hop_by_hop(void **state)
+{
+	uint8_t pkt[256];
+	uint8_t hbh[16] = { IPPROTO_UDP, 1 /* (1 + 1) * 8 bytes */ };
+	struct flow_udp_key k;
+	struct flow_udp v;
+	size_t len = build6(pkt, 0, hbh, sizeof(hbh), 0, 50);
+
+	(void)state;
+	if (!skel)
+		skip();
+	clear_flows();
+	run(skel->progs.flow_udp_egress, pkt, len, 0);
+	assert_int_equal(only_flow(&k, &v), 1);
+	assert_int_equal(k.tuple.lport, 5353);
+	assert_int_equal(v.bytes_out, 50);
+}
+
+/* Fragment header: the first fragment counts the datagram's UDP length,
+ * a later one nothing; TCP behind hop-by-hop is not UDP. */
+static void udp6_fragments(void **state)
+{
+	uint8_t pkt[256];
+	uint8_t first[8] = { IPPROTO_UDP, 0, 0x00, 0x01 /* offset 0, M */ };
+	uint8_t later[8] = { IPPROTO_UDP, 0, 0x05, 0x00 /* offset 160 */ };
+	uint8_t hbh_tcp[8] = { IPPROTO_TCP, 0 };
+	struct flow_udp_key k;
+	struct flow_udp v;
+	uint64_t unparsed;
+	size_t len;
+
+	(void)state;
+	if (!skel)
+		skip();
 	unparsed = counter(FLOW_CNT_UDP_UNPARSED);
 	clear_flows();
-	len = build6(pkt, 44, 77);
-	run(skel->progs.flow_udp_ingress, pkt, len, 0);
+	len = build6(pkt, 44, first, sizeof(first), 2008, 100);
+	run(skel->progs.flow_udp_egress, pkt, len, 0);
+	len = build6(pkt, 44, later, sizeof(later), 0, 100);
+	run(skel->progs.flow_udp_egress, pkt, len, 0);
+	len = build6(pkt, 0, hbh_tcp, sizeof(hbh_tcp), 0, 100);
+	run(skel->progs.flow_udp_egress, pkt, len, 0);
+	assert_int_equal(only_flow(&k, &v), 1);
+	assert_int_equal(v.bytes_out, 2000);
+	assert_int_equal(v.dgrams_out, 1);
+	assert_int_equal(counter(FLOW_CNT_UDP_UNPARSED), unparsed);
+}
+
+/* Five extension headers: more than the parser walks, counted unparsed. */
+static void udp6_too_many_headers(void **state)
+{
+	uint8_t pkt[256];
+	uint8_t ext[40] = { 60, 0, [8] = 60, [16] = 60, [24] = 60,
+			    [32] = IPPROTO_UDP };
+	struct flow_udp_key k;
+	struct flow_udp v;
+	uint64_t unparsed;
+	size_t len = build6(pkt, 60, ext, sizeof(ext), 0, 10);
+
+	(void)state;
+	if (!skel)
+		skip();
+	unparsed = counter(FLOW_CNT_UDP_UNPARSED);
+	clear_flows();
+	run(skel->progs.flow_udp_egress, pkt, len, 0);
 	assert_int_equal(only_flow(&k, &v), 0);
 	assert_int_equal(counter(FLOW_CNT_UDP_UNPARSED), unparsed + 1);
 }
@@ -320,6 +386,9 @@ int main(void)
 		cmocka_unit_test(truncated_unparsed),
 		cmocka_unit_test(udp4_gso),
 		cmocka_unit_test(udp6),
+		cmocka_unit_test(udp6_hop_by_hop),
+		cmocka_unit_test(udp6_fragments),
+		cmocka_unit_test(udp6_too_many_headers),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
