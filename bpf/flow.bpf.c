@@ -90,8 +90,10 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
+	__uint(max_entries, 1 << 23);
 } flow_events SEC(".maps");
+
+#define FLOW_RB_WAKEUP_BYTES (256 * 1024)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -194,7 +196,12 @@ static __always_inline void emit(__u8 type, __u64 key, int oldstate,
 		e->f.netns = netns;
 		e->f.state = newstate;
 	}
-	bpf_ringbuf_submit(e, 0);
+	/* Waking the agent for every event costs more than the event; wake
+	 * it once a batch has piled up. It also drains at every interval. */
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA) >=
+				      FLOW_RB_WAKEUP_BYTES
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP);
 	count(FLOW_CNT_EVENTS);
 }
 
