@@ -14,8 +14,8 @@ LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping
 # Real Kubernetes clients that check the lab's API stand-in (kubectl is not
 # in Debian 12: the tests that use it skip when it is missing).
 K8S="python3-kubernetes"
-# Benchmarks: HTTP load and plots (bench/).
-BENCH="wrk gnuplot-nox"
+# bench/: the load (wrk), plots, and what users would run instead of sonde.
+BENCH="wrk gnuplot-nox tcpdump libbpf-tools"
 
 missing=""
 for pkg in $BUILD $TEST $LAB $K8S $BENCH; do

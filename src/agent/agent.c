@@ -155,6 +155,11 @@ const struct node_view *agent_view(const struct agent *a)
 	return &a->view;
 }
 
+const char *agent_cgroup_root(const struct agent *a)
+{
+	return a->cgroup_root;
+}
+
 const struct meta *agent_meta(const struct agent *a)
 {
 	return &a->meta;

@@ -30,6 +30,9 @@ const char *agent_node_name(const struct agent *a);
 /* Add to a CLOCK_MONOTONIC (bpf_ktime_get_ns) time to get UTC ns. */
 int64_t agent_mono_to_real(const struct agent *a);
 const struct node_view *agent_view(const struct agent *a);
+/* The node's cgroup v2 root: where cgroup programs (sock_ops, cgroup_skb)
+ * attach so that they see this node's pods and nothing else. */
+const char *agent_cgroup_root(const struct agent *a);
 const struct meta *agent_meta(const struct agent *a);
 /* The network namespaces (inode numbers) the sensors must watch: those of
  * the selected pods, plus the node's own when no pod selection is given. */

@@ -68,15 +68,18 @@ enum tp_kind tracepoint_choose(const char *category, const char *event,
 
 	if (vmlinux_has_btf_tracepoint(event))
 		kind = TP_BTF;
-	else if (tracefs_has_event(category, event))
+	else if (classic_prog && tracefs_has_event(category, event))
 		kind = TP_CLASSIC;
 	else
 		snprintf(why, why_len,
-			 "tracepoint %s:%s is in neither the kernel's BTF nor "
-			 "tracefs",
+			 classic_prog ? "tracepoint %s:%s is in neither the "
+					"kernel's BTF nor tracefs"
+				      : "tracepoint %s:%s is not in the kernel's "
+					"BTF",
 			 category, event);
 
 	bpf_program__set_autoload(btf_prog, kind == TP_BTF);
-	bpf_program__set_autoload(classic_prog, kind == TP_CLASSIC);
+	if (classic_prog)
+		bpf_program__set_autoload(classic_prog, kind == TP_CLASSIC);
 	return kind;
 }

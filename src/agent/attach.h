@@ -16,7 +16,8 @@ enum tp_kind {
 
 const char *tp_kind_name(enum tp_kind kind);
 
-/* Enables exactly one of the two programs (before load) and returns which.
+/* Enables exactly one of the two programs (before load) and returns which;
+ * classic_prog may be NULL for a hook written only as tp_btf.
  * On TP_NONE both are disabled and `why` says what is missing. */
 enum tp_kind tracepoint_choose(const char *category, const char *event,
 			       struct bpf_program *btf_prog,
