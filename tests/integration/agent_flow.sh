@@ -105,7 +105,7 @@ for node in $(jq -r '.nodes[].name' $STATE); do
 	# Connection records (they have a side; drop records are per packet
 	# and name the sender, which may be remote).
 	foreign=$(jq -c --slurpfile s $STATE --arg node "$node" \
-		'select(.side != null) | (if .side == "server" then .dst else .src end) as $l
+		'select(.kind == "flow" and .side != null) | (if .side == "server" then .dst else .src end) as $l
 		 | select($l.pod != null)
 		 | select(([$s[0].pods[] | select(.name == $l.pod) | .node][0]) != $node)' \
 		"$TMP/$node.jsonl" | head -3)
