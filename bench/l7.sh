@@ -11,7 +11,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SONDE=$ROOT/build/release/sonde
-OUT=$ROOT/bench/results/l7.md
+OUT=${L7_BENCH_OUT:-$ROOT/bench/results/l7.md}
 STATE=/run/sonde-lab/state.json
 REPS=${REPS:-6}
 WRK_SECONDS=${WRK_SECONDS:-8}
