@@ -291,6 +291,19 @@ static __always_inline void peer_from_sockaddr(struct l7_event *e, __u64 uaddr)
 	}
 }
 
+/* Waking the reader for every event costs a context switch per syscall
+ * at high rates: wake it only once WAKEUP_BYTES are waiting; the agent
+ * also drains the ring at every --interval tick, so a quiet socket's
+ * events wait at most that long. */
+#define WAKEUP_BYTES (256 * 1024)
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&l7_events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
 /* Writes the event in the scratch buffer out: `len` stream bytes, of which
  * the first `cap` are in e->data. */
 static __noinline void flush(struct l7_event *e, __u64 len, __u64 cap,
@@ -315,7 +328,7 @@ static __noinline void flush(struct l7_event *e, __u64 len, __u64 cap,
 	e->cap = cap;
 	if (last)
 		e->flags |= L7_F_MSG_END;
-	if (bpf_ringbuf_output(&l7_events, e, L7_EVENT_HDR + cap, 0))
+	if (bpf_ringbuf_output(&l7_events, e, L7_EVENT_HDR + cap, wakeup_flag()))
 		count(L7_CNT_RINGBUF_FULL);
 	else
 		count(L7_CNT_EVENTS);
@@ -512,7 +525,7 @@ int BPF_PROG(l7_sock_state, const struct sock *sk, const int oldstate,
 	e->len = 0;
 	e->cap = 0;
 	e->seq = 0;
-	if (bpf_ringbuf_output(&l7_events, e, L7_EVENT_HDR, 0))
+	if (bpf_ringbuf_output(&l7_events, e, L7_EVENT_HDR, wakeup_flag()))
 		count(L7_CNT_RINGBUF_FULL);
 	else
 		count(L7_CNT_EVENTS);

@@ -32,7 +32,7 @@
 #define DNS_PENDING_MAX 8192
 #define DNS_TIMEOUT_NS (5ULL * 1000000000ULL)
 #define CONN_IDLE_NS (120ULL * 1000000000ULL)
-#define CLASSIFY_TRIES 4	/* pieces looked at before giving up */
+#define CLASSIFY_TRIES 64	/* pieces looked at before giving up */
 #define PRE_MAX 64		/* bytes kept per direction until then */
 
 enum conn_kind { CK_UNKNOWN = 0, CK_HTTP, CK_DNS_TCP, CK_OTHER };
@@ -309,6 +309,13 @@ static void on_resp_done(void *ctx, struct http_msg *m)
 	struct conn *c = ctx;
 	struct http_conn *h = c->http;
 
+	/* The first response bytes of a connection picked up in the middle
+	 * (the tail of an answer whose request we never saw): no head, so
+	 * it answers nothing; do not pair it with the request now waiting. */
+	if (!m->head_done && h->resp.messages == 1) {
+		c->s->malformed++;
+		return;
+	}
 	/* An interim 1xx answer is not the response. */
 	if (m->head_done && m->status >= 100 && m->status < 200 &&
 	    m->status != 101)
@@ -585,25 +592,44 @@ static void feed_conn(struct conn *c, int dir, const uint8_t *data, size_t cap,
 	}
 }
 
+/* Could d[0..n) be the first bytes of a request or of a DNS-over-TCP
+ * message, with more to come? */
+static bool may_start(const uint8_t *d, size_t n)
+{
+	if (http_looks_request(d, n))
+		return true;
+	/* DNS over TCP: a length, then a header; too short to check yet. */
+	return n < 14;
+}
+
 /* An unclassified connection's piece: classify on what this direction
- * brought so far; once known, replay the kept bytes, then the piece. */
+ * brought so far; once known, replay the kept bytes, then the piece.
+ * Pieces that cannot open a message (a connection first seen in the middle,
+ * e.g. a keep-alive connection older than the agent: a response or a
+ * body) are skipped until one that opens a request comes. */
 static void classify_event(struct conn *c, const struct l7_event *e)
 {
 	int dir = e->dir;
 	uint8_t buf[PRE_MAX + L7_CAP];
 	size_t n = c->prelen[dir];
 
-	if (e->cap < e->len || ++c->tries > CLASSIFY_TRIES) {
-		/* Bytes we cannot see before we know the protocol. */
+	if (++c->tries > CLASSIFY_TRIES) {
 		c->kind = CK_OTHER;
+		return;
+	}
+	if (e->cap < e->len) {
+		/* Part of this piece was not captured: not a start we can
+		 * use, and any bytes kept before it no longer lead on. */
+		c->prelen[dir] = 0;
 		return;
 	}
 	memcpy(buf, c->pre[dir], n);
 	memcpy(buf + n, e->data, e->cap);
 	classify(c, buf, n + e->cap, dir);
 	if (c->kind == CK_UNKNOWN) {
-		if (n + e->cap > PRE_MAX) {
-			c->kind = CK_OTHER;
+		if (n + e->cap > PRE_MAX || !may_start(buf, n + e->cap)) {
+			/* Not a beginning: forget it, wait for the next. */
+			c->prelen[dir] = 0;
 			return;
 		}
 		if (!n) {
@@ -655,6 +681,15 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	c = conn_find(s, e->sock, true);
 	if (!c)
 		return;
+	/* Sequence back at 0: the kernel forgot this socket (its close, which
+	 * we missed, or an LRU eviction) and the address may be a new socket.
+	 * End the old one (what was in flight is written partial). */
+	if (c->seq_seen[e->dir] && e->seq == 0 && c->seq_next[e->dir] != 0) {
+		conn_close(s, c, e->ts_ns);
+		c = conn_find(s, e->sock, true);
+		if (!c)
+			return;
+	}
 	/* Sequence holes: pieces of this direction were lost. */
 	if (c->seq_seen[e->dir] && e->seq != c->seq_next[e->dir]) {
 		s->seq_holes++;
@@ -812,6 +847,8 @@ static void l7_tick(void *state)
 	struct timespec ts;
 	uint64_t now;
 
+	/* The kernel wakes us only when much is waiting: drain the rest. */
+	ring_buffer__consume(s->rb);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	dns_expire(s, now, false);

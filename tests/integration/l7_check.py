@@ -60,11 +60,17 @@ def main():
                 truth.append(l)
         server = [r for r in recs if r.get("side") == "server"
                   and r.get("dst", {}).get("pod") == name]
-        # Index records by (client ip, port, method, uri, status).
+        # Index records by (client ip, port, method, uri, status), each
+        # list sorted by end time: a keep-alive connection carries
+        # thousands of requests with the same key.
         index = {}
         for r in server:
             key = (r["src"]["ip"], r["src"]["port"], r.get("method"), r.get("uri"), r.get("status"))
-            index.setdefault(key, []).append(r)
+            index.setdefault(key, []).append(((r["time_ns"] + r.get("duration_ns", 0)) / 1e9, id(r), r))
+        ends = {}
+        for key, lst in index.items():
+            lst.sort(key=lambda x: x[0])
+            ends[key] = [x[0] for x in lst]
         matched = 0
         dur_bad = 0
         dur_far = 0
@@ -72,14 +78,27 @@ def main():
         worst = 0.0
         for l in truth:
             key = (l["remote_addr"], int(l["remote_port"]), l["method"], l["uri"], int(l["status"]))
+            lst = index.get(key, [])
             best = None
-            for r in index.get(key, []):
-                if id(r) in used:
-                    continue
-                end = (r["time_ns"] + r.get("duration_ns", 0)) / 1e9
-                d = abs(end - l["msec"])
-                if d < 1.0 and (best is None or d < best[0]):
-                    best = (d, r)
+            if lst:
+                # Nearest unused record by end time, looking both ways.
+                i = bisect.bisect_left(ends[key], l["msec"])
+                lo, hi = i - 1, i
+                while lo >= 0 or hi < len(lst):
+                    cands = []
+                    while lo >= 0 and id(lst[lo][2]) in used:
+                        lo -= 1
+                    while hi < len(lst) and id(lst[hi][2]) in used:
+                        hi += 1
+                    if lo >= 0:
+                        cands.append(lst[lo])
+                    if hi < len(lst):
+                        cands.append(lst[hi])
+                    if cands:
+                        c = min(cands, key=lambda x: abs(x[0] - l["msec"]))
+                        if abs(c[0] - l["msec"]) < 1.0:
+                            best = (abs(c[0] - l["msec"]), c[2])
+                    break
             if not best:
                 if len(problems) < 10:
                     problems.append({"pod": name, "missing": l})
