@@ -13,6 +13,7 @@
 #include "lib/opts.h"
 #include "server/http.h"
 #include "server/series.h"
+#include "server/es.h"
 #include "lib/procstat.h"
 #include "store/store.h"
 
@@ -65,6 +66,7 @@ struct server {
 	const char *token;
 	uint64_t retention_ns;
 	struct series_set *series;
+	struct es_exporter *es;
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -81,6 +83,7 @@ static const char *opt_token;
 static uint64_t opt_retention_ns;
 static long opt_queue_mb;
 static long opt_uploads_max;
+static const char *opt_export_es;
 
 static const struct opt server_opts[] = {
 	{ "listen", 'l', OPT_STRING, &opt_listen, "ADDR:PORT",
@@ -99,6 +102,9 @@ static const struct opt server_opts[] = {
 	{ "max-uploads", 0, OPT_INT, &opt_uploads_max, "N",
 	  "concurrent ingest uploads; beyond it 429 + Retry-After "
 	  "(default 32)" },
+	{ "export-es", 0, OPT_STRING, &opt_export_es, "URL",
+	  "also send stored records to Elasticsearch/OpenSearch at URL "
+	  "(_bulk, indices sonde-YYYY.MM.DD, seed 000 Fig. 12 fields)" },
 	OPT_END,
 };
 
@@ -184,8 +190,11 @@ static void *writer_main(void *arg)
 					       j->n, &j->dup);
 			if (j->rc)
 				s->store_errors++;
-			else if (!j->dup)
+			else if (!j->dup) {
 				series_add(s->series, j->recs, j->n);
+				if (s->es)
+					es_enqueue(s->es, j->batch_id, j->recs, j->n);
+			}
 		}
 		int64_t now = server_now_ns();
 		if (s->retention_ns && now - last_expire > 10000000000LL) {
@@ -594,6 +603,7 @@ static enum MHD_Result handle_metrics(struct server *s,
 		(unsigned long long)s->queries);
 	procstat_write(f);
 	series_write(s->series, f);
+	es_metrics(s->es, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -764,6 +774,10 @@ int cmd_server(int argc, char **argv)
 	s.series = series_new(20000);
 	if (!s.series)
 		goto out;
+	if (opt_export_es && !(s.es = es_start(opt_export_es, 200000))) {
+		log_err("cannot start the Elasticsearch exporter");
+		goto out;
+	}
 	if (s.ops->open(target, &s.writer, why, sizeof(why)) ||
 	    s.ops->open(target, &s.reader, why, sizeof(why))) {
 		log_err("cannot open the %s store %s: %s", s.ops->name, target,
@@ -834,6 +848,7 @@ out:
 		pthread_mutex_unlock(&s.lock);
 		pthread_join(writer, NULL);
 	}
+	es_stop(s.es, 5);
 	if (s.writer)
 		s.ops->close(s.writer);
 	if (s.reader)
