@@ -62,7 +62,7 @@ echo "sqlite file: $(du -sh "$TMP"/bench.db* | awk '{ print $1 }' | paste -sd+)"
 kill $SP; wait $SP; SP=
 rm -f "$TMP"/bench.db*
 
-if [ -x /usr/sbin/clickhouse-server ]; then
+if [ "${STORE_BENCH_CLICKHOUSE:-1}" = 1 ] && [ -x /usr/sbin/clickhouse-server ]; then
 	CHP=$((PORT + 1))
 	mkdir -p "$TMP/ch/data" "$TMP/ch/log"
 	sed -e "s#<http_port>8123</http_port>#<http_port>$CHP</http_port>#" \
