@@ -805,6 +805,7 @@ int cmd_server(int argc, char **argv)
 
 	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
 				     MHD_USE_INTERNAL_POLLING_THREAD |
+				     MHD_USE_ITC |
 				     MHD_USE_ERROR_LOG,
 			     0, NULL, NULL, handler, &s, MHD_OPTION_SOCK_ADDR,
 			     (struct sockaddr *)&sin, MHD_OPTION_NOTIFY_COMPLETED,
@@ -845,8 +846,25 @@ int cmd_server(int argc, char **argv)
 out:
 	/* Stop taking requests first; the writer then finishes what was
 	 * queued, so every batch answered 200 is in the store. */
-	if (d)
+	if (d) {
+		/* Stop accepting, then let uploads in progress get their
+		 * answer (up to 5 s): a batch committed but never answered
+		 * would be sent again (a duplicate, harmless) or, from an agent
+		 * whose spool overflows meanwhile, counted as dropped. */
+		MHD_socket lfd = MHD_quiesce_daemon(d);
+		for (int i = 0; i < 100; i++) {
+			pthread_mutex_lock(&s.lock);
+			int busy = s.uploads;
+			pthread_mutex_unlock(&s.lock);
+			if (!busy)
+				break;
+			usleep(50000);
+		}
 		MHD_stop_daemon(d);
+		/* Quiesced: the listening socket is ours to close. */
+		if (lfd != MHD_INVALID_SOCKET)
+			close(lfd);
+	}
 	if (writer_started) {
 		pthread_mutex_lock(&s.lock);
 		s.stopping = true;
