@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the lab with Bookinfo under load, one sonde agent per node,
-# and a live view of what the services served next to what sonde saw.
+# `make demo`: the lab with Bookinfo under load, `sonde server` (SQLite),
+# one sonde agent per node shipping to it, and a live view of what the
+# services served next to what sonde saw and what `sonde query` answers.
 # Ctrl-C stops the agents and removes the lab.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,6 +9,8 @@ SONDE=$ROOT/sonde
 STATE=/run/sonde-lab/state.json
 OUT=/run/sonde-demo
 RATE=${RATE:-10}
+LISTEN=${LISTEN:-127.0.0.1:7070}
+export SONDE_SERVER=http://$LISTEN
 NODES=${NODES:-2}
 
 if [ "$(id -u)" != 0 ]; then
@@ -21,7 +24,8 @@ cleanup() {
 	echo
 	echo "== stopping agents and removing the lab"
 	for pid in "${agents[@]}"; do kill "$pid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	for pid in "${agents[@]}"; do wait "$pid" 2>/dev/null || true; done
+	[ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
 	"$SONDE" lab down || true
 	rm -rf "$OUT"
 }
@@ -35,11 +39,17 @@ echo
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+"$SONDE" server --listen "$LISTEN" --store "$OUT/sonde.db" 2>"$OUT/server.log" &
+server=$!
+for _ in $(seq 50); do curl -sf "$SONDE_SERVER/healthz" >/dev/null && break; sleep 0.2; done
+echo "== sonde server on $SONDE_SERVER (SQLite $OUT/sonde.db; /metrics for Prometheus)"
 for node in $(jq -r '.nodes[].name' "$STATE"); do
-	"$SONDE" agent --node "$node" --output "$OUT/$node.jsonl" 2>"$OUT/$node.log" &
+	"$SONDE" agent --node "$node" --output "$OUT/$node.jsonl" --server "$SONDE_SERVER" \
+		--spool "$OUT/spool-$node" 2>"$OUT/$node.log" &
 	agents+=($!)
 done
-echo "== one sonde agent per node; records in $OUT/<node>.jsonl"
+echo "== one sonde agent per node; records in $OUT/<node>.jsonl and in the server"
+echo "   (try: SONDE_SERVER=$SONDE_SERVER ./sonde query flows --service reviews --interval 10s)"
 echo "   (try: ./sonde lab delay --node node-2 20ms, in another terminal)"
 sleep 2
 
@@ -73,4 +83,6 @@ while true; do
 		jq -r 'select(.event=="open" and .side=="server") |
 			"\(.src.workload // .src.ip) -> \(.dst.workload // .dst.ip)  [\(.node)]"' 2>/dev/null |
 		sort | uniq -c | sed 's/^/   /'
+	echo "-- sonde query flows --since 10s (the server's store, per workload pair)"
+	"$SONDE" query flows --since 10s 2>&1 | sed 's/^/   /' || true
 done

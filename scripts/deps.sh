@@ -8,7 +8,7 @@ set -eu
 BUILD="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
        libjansson-dev libcurl4-openssl-dev libnetfilter-queue-dev libmnl-dev
        libmicrohttpd-dev libsqlite3-dev libyaml-dev"
-TEST="libcmocka-dev libclang-rt-14-dev python3"
+TEST="libcmocka-dev libclang-rt-14-dev python3 clickhouse-server"
 LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping
      procps psmisc util-linux iperf3 prometheus openssl"
 # Real Kubernetes clients that check the lab's API stand-in (kubectl is not

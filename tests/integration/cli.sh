@@ -8,7 +8,7 @@ out=$("$SONDE" --version)
 assert_contains "$out" "sonde 0." "--version prints the version"
 
 out=$("$SONDE" --help)
-for cmd in agent lab topology; do
+for cmd in agent lab topology server query; do
 	assert_contains "$out" "  $cmd " "top-level help lists '$cmd'"
 done
 
@@ -22,6 +22,23 @@ for sub in up down status exec delay loss load move api; do
 	assert_contains "$out" "Usage: sonde lab $sub" "lab $sub --help"
 done
 assert_contains "$("$SONDE" help agent)" "Usage: sonde agent" "'sonde help agent'"
+for o in --server --token --spool --spool-kb --batch --metrics; do
+	assert_contains "$("$SONDE" agent --help)" "$o" "agent --help shows $o"
+done
+out=$("$SONDE" server --help)
+for o in --listen --store --token --retention --queue-mb --max-uploads --export-es; do
+	assert_contains "$out" "$o" "server --help shows $o"
+done
+out=$("$SONDE" query --help)
+for o in --service --workload --pod --namespace --since --until --interval --records --count --json --server; do
+	assert_contains "$out" "$o" "query --help shows $o"
+done
+"$SONDE" query >/dev/null 2>&1; assert_eq 2 $? "query without a kind exits 2"
+err=$("$SONDE" query flows --server http://127.0.0.1:1 2>&1); rc=$?
+assert_eq 1 "$rc" "query with no server exits 1"
+assert_contains "$err" "is \`sonde server\` running" "query names the fix when the server is away"
+err=$("$SONDE" server --listen nowhere 2>&1); rc=$?
+assert_eq 2 "$rc" "server with a bad --listen exits 2"
 
 # Unknown commands and options: exit 2 with a pointer to --help.
 "$SONDE" frobnicate >/dev/null 2>&1; assert_eq 2 $? "unknown command exits 2"

@@ -64,7 +64,12 @@ dropped=$(jq -r .dropped_records <<<"$st2")
 written=$(wc -l <"$TMP/n2.want") stored=$(wc -l <"$TMP/n2.got")
 log "node-2 wrote $written, stored $stored, dropped $dropped"
 [ "$dropped" -gt 0 ] || fail "node-2's 4 KiB spool dropped nothing during ${OUTAGE}s"
-assert_eq "$written" "$((stored + dropped))" "node-2: stored + counted drops = written"
+# A batch the server committed while it was being stopped may never have
+# been acknowledged: the agent keeps it, and if the tiny spool later drops
+# it, it counts as dropped although it is stored. So stored + dropped may
+# exceed written by the batches in flight at the stop (one: 20 records).
+extra=$((stored + dropped - written))
+assert_between 0 20 "$extra" "node-2: stored + counted drops - written (0, or one unacknowledged batch)"
 assert_eq "" "$(uniq -d "$TMP/n2.got" | head -3)" "node-2: no record stored twice"
 assert_eq "" "$(comm -13 "$TMP/n2.want" "$TMP/n2.got" | head -3)" "node-2: every stored record was written by the agent"
 
