@@ -103,7 +103,7 @@ done <"$TMP/curl.txt"
 # pod on that node (or the node itself), never another node's.
 for node in $(jq -r '.nodes[].name' $STATE); do
 	foreign=$(jq -c --slurpfile s $STATE --arg node "$node" \
-		'(if .side == "server" then .dst else .src end) as $l
+		'select(.kind == "flow") | (if .side == "server" then .dst else .src end) as $l
 		 | select($l.pod != null)
 		 | select(([$s[0].pods[] | select(.name == $l.pod) | .node][0]) != $node)' \
 		"$TMP/$node.jsonl" | head -3)
