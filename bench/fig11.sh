@@ -56,7 +56,10 @@ T0=$(date +%s.%N)
 sleep "$PHASE"
 T1=$(date +%s.%N)
 "$SONDE" lab delay --node "$R2_NODE" 20ms >/dev/null
-sleep "$PHASE"
+# What a user would do instead: ping, and take RTT/2 as the one-way time.
+sleep 2
+"$SONDE" lab exec reviews-v2 -- ping -c 20 -i 0.2 -q "$RT_IP" >"$WORK/ping.txt" 2>&1 || true
+sleep $((PHASE - 6))
 T2=$(date +%s.%N)
 "$SONDE" lab delay --node "$R2_NODE" --clear >/dev/null
 cp "/run/sonde-lab/nodes/$R2_NODE/delayer-stats.json" "$WORK/delayer-stats.json" 2>/dev/null || true
@@ -104,6 +107,11 @@ step() { # column phase_from phase_to (seconds from T0)
 		sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "nan"; else print v[int((NR + 1) / 2)] }' 
 }
 P=$PHASE
+# The reverse direction during the delay, at the vxlan hop.
+rv1=$(jq -r --arg s "$RT_IP" --arg d "$R2_IP" --argjson a "$T1" --argjson b "$T2" \
+	'select(.kind == "latency" and .src.ip == $s and .dst.ip == $d and .hop == "vxlan_ingress"
+	        and .start_ns / 1e9 >= $a + 2 and .time_ns / 1e9 <= $b) | .p50_ns / 1000' "$WORK/all.jsonl" |
+	sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "nan" }')
 ow0=$(step 3 2 $((P - 1))) ow1=$(step 3 $((P + 2)) $((2 * P - 1))) ow2=$(step 3 $((2 * P + 2)) $((3 * P)))
 sv0=$(step 7 2 $((P - 1))) sv1=$(step 7 $((P + 2)) $((2 * P - 1))) sv2=$(step 7 $((2 * P + 2)) $((3 * P)))
 dl=$(jq -r '.added_delay_us.p50 / 1000' "$WORK/delayer-stats.json" 2>/dev/null || echo nan)
@@ -112,6 +120,9 @@ dl=$(jq -r '.added_delay_us.p50 / 1000' "$WORK/delayer-stats.json" 2>/dev/null |
 	echo "one-way reviews-v2 -> ratings p50 (us): before $ow0, delayed $ow1, after $ow2; step $(awk -v a="$ow0" -v b="$ow1" 'BEGIN{printf "%.3f ms", (b - a) / 1000}')"
 	echo "service latency reviews-v2 p50 (ms): before $sv0, delayed $sv1, after $sv2; step $(awk -v a="$sv0" -v b="$sv1" 'BEGIN{printf "%.1f ms", b - a}')"
 	echo "delayer's own p50 added delay: $dl ms"
+	rtt=$(awk -F/ '/^rtt/ { print $5 }' "$WORK/ping.txt")
+	echo "ping reviews-v2 -> ratings during the delay: avg RTT $rtt ms, RTT/2 = $(awk -v r="$rtt" 'BEGIN{printf "%.3f", r / 2}') ms for BOTH directions;" \
+		"sonde: reviews-v2 -> ratings $(awk -v b="$ow1" 'BEGIN{printf "%.3f", b / 1000}') ms, ratings -> reviews-v2 $(awk -v b="$rv1" 'BEGIN{printf "%.3f", b / 1000}') ms"
 } | tee "$OUT/fig11.txt"
 
 if command -v gnuplot >/dev/null; then

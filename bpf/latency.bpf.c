@@ -418,8 +418,8 @@ static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 	}
 	/* The connection must be to a monitored (pod, port), in either
 	 * direction: to the destination's listening port, or a reply from
-	 * the source's. */
-	if (lat_filter_ports &&
+	 * the source's. A destination with no known ports takes any. */
+	if (lat_filter_ports && dpod->ports[0] &&
 	    !(port_listed(dpod, bpf_ntohs(tcp.dest)) ||
 	      port_listed(spod, bpf_ntohs(tcp.source)))) {
 		count(LAT_CNT_RX_FILTERED);

@@ -60,7 +60,7 @@ struct lat_hist {
 
 /* Receiver filter values (maps keyed by struct lat_addr). */
 struct lat_pod {
-	__u16 ports[4]; /* listening ports; all 0: any port */
+	__u16 ports[4]; /* listening ports; all 0 (unknown): any port as destination */
 };
 
 /* Sender per-socket state (sk_storage). */

@@ -462,8 +462,11 @@ static void set_str(json_t *o, const char *k, const char *v)
 	json_object_set_new(o, k, v ? json_string(v) : json_null());
 }
 
+/* upstream: for a pod_veth record, the same pair's vxlan_ingress histogram
+ * of the same interval (cross-node traffic), or NULL. */
 static void emit(struct lat_sensor *s, const struct lat_key *k,
-		 const struct lat_hist *h, uint64_t start, uint64_t end)
+		 const struct lat_hist *h, const struct lat_hist *upstream,
+		 uint64_t start, uint64_t end)
 {
 	struct agent *a = s->agent;
 	const struct meta *m = agent_meta(a);
@@ -503,6 +506,21 @@ static void emit(struct lat_sensor *s, const struct lat_key *k,
 	json_object_set_new(rec, "sample", json_integer(s->sample));
 	json_object_set_new(rec, "clock", clock_state(&clock_err));
 	json_object_set_new(rec, "clock_error_ns", json_integer(clock_err));
+	if (upstream) {
+		/* Both hops timed against the same send stamps, on one time
+		 * base: the split of the path at the receiving node's
+		 * ingress. Medians of the two sets; the veth's set also holds
+		 * any same-node traffic of the pair (none when they are on
+		 * different nodes). */
+		json_t *seg = json_object();
+		int64_t up50 = hist_percentile(upstream, 0.50);
+		int64_t up99 = hist_percentile(upstream, 0.99);
+		json_object_set_new(seg, "sender_to_node_p50_ns", json_integer(up50));
+		json_object_set_new(seg, "node_to_pod_p50_ns", json_integer(p50 - up50));
+		json_object_set_new(seg, "sender_to_node_p99_ns", json_integer(up99));
+		json_object_set_new(seg, "vxlan_count", json_integer((json_int_t)upstream->count));
+		json_object_set_new(rec, "hops", seg);
+	}
 	/* Seed 000's Fig. 12 names, for its dashboards and exporters. */
 	json_object_set_new(rec, "DSTNode", json_string(dip));
 	set_str(rec, "DSTworkload", dp ? dp->workload : NULL);
@@ -526,7 +544,7 @@ static void latency_tick(void *state)
 	struct lat_key key, next, *keys = NULL;
 	size_t nkeys = 0, cap = 0;
 	uint64_t end = mono_now();
-	struct lat_hist *sum;
+	struct lat_hist *sums;
 	void *prev = NULL;
 
 	s->skel->bss->lat_gen = old ^ 1;
@@ -544,11 +562,14 @@ static void latency_tick(void *state)
 		key = next;
 		prev = &key;
 	}
-	sum = malloc(sizeof(*sum));
-	for (size_t i = 0; sum && i < nkeys; i++) {
+	/* Sum every entry over CPUs first: a pod_veth record is completed
+	 * with the same pair's vxlan_ingress figures (the per-hop split). */
+	sums = calloc(nkeys ? nkeys : 1, sizeof(*sums));
+	for (size_t i = 0; sums && i < nkeys; i++) {
+		struct lat_hist *sum = &sums[i];
+
 		if (bpf_map_lookup_elem(fd, &keys[i], s->percpu))
 			continue;
-		memset(sum, 0, sizeof(*sum));
 		for (int c = 0; c < s->ncpus; c++) {
 			const struct lat_hist *h =
 				(const void *)((char *)s->percpu +
@@ -572,12 +593,23 @@ static void latency_tick(void *state)
 			memset(s->percpu, 0, (size_t)s->ncpus * s->value_size);
 			if (bpf_map_update_elem(fd, &keys[i], s->percpu, BPF_EXIST))
 				bpf_map_delete_elem(fd, &keys[i]);
-			emit(s, &keys[i], sum, s->interval_start_ns, end);
 		} else {
 			bpf_map_delete_elem(fd, &keys[i]);
 		}
 	}
-	free(sum);
+	for (size_t i = 0; sums && i < nkeys; i++) {
+		const struct lat_hist *upstream = NULL;
+
+		if (!sums[i].count)
+			continue;
+		for (size_t j = 0; keys[i].hop == LAT_HOP_POD_VETH && j < nkeys; j++)
+			if (keys[j].hop == LAT_HOP_VXLAN && sums[j].count &&
+			    !memcmp(&keys[j].src, &keys[i].src, sizeof(keys[i].src)) &&
+			    !memcmp(&keys[j].dst, &keys[i].dst, sizeof(keys[i].dst)))
+				upstream = &sums[j];
+		emit(s, &keys[i], &sums[i], upstream, s->interval_start_ns, end);
+	}
+	free(sums);
 	free(keys);
 	s->interval_start_ns = end;
 }

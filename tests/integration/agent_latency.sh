@@ -122,9 +122,20 @@ for hop in vxlan_ingress pod_veth; do
 	assert_between -200000 200000 "$((rev1 - rev0))" "$hop: change of ratings -> reviews-v2 (ns), unchanged"
 done
 
-# Per-hop: the pod veth is after flannel.1 on the same path.
-v=$(median_p50 "$R2_IP" "$RT_IP" vxlan_ingress "$B0" "$B1") p=$(median_p50 "$R2_IP" "$RT_IP" pod_veth "$B0" "$B1")
-[ "$v" != none ] && [ "$p" != none ] && assert_between 0 1000000 "$((p - v))" "node ingress -> pod segment (ns)"
+# Per-hop: the pod veth record splits the path at the node's ingress; the
+# delay is all upstream of it (on the sender node's uplink).
+hops() { # from to
+	jq -r --arg s "$R2_IP" --arg d "$RT_IP" --argjson a "$1" --argjson b "$2" \
+		'select(.src.ip == $s and .dst.ip == $d and .hop == "pod_veth" and .start_ns >= $a and .time_ns <= $b)
+		 | "\(.hops.sender_to_node_p50_ns) \(.hops.node_to_pod_p50_ns)"' "$TMP/all.jsonl" |
+		sort -n -k2 | awk '{ a[NR] = $1; b[NR] = $2 } END { m = int((NR + 1) / 2); print a[m], b[m] }'
+}
+read -r up0 seg0 < <(hops "$B0" "$B1")
+read -r up1 seg1 < <(hops "$D0" "$D1")
+log "hops: sender -> node $up0 -> $up1 ns, node -> pod $seg0 -> $seg1 ns"
+assert_between 0 1000000 "${seg0:-x}" "node ingress -> pod segment, undelayed (ns)"
+assert_between 0 1000000 "${seg1:-x}" "node ingress -> pod segment, delayed: unchanged (ns)"
+assert_between 19800000 20400000 "${up1:-x}" "sender -> node ingress segment carries the delay (ns)"
 
 # Existing connections: none of the old keep-alive connection's packets,
 # the new one's from its start on.
