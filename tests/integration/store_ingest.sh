@@ -44,7 +44,9 @@ assert_eq 0 "$dups" "no record dropped or rejected"
 ns0=$(awk -v t="$T0" 'BEGIN { printf "%.0f", t * 1e9 }')
 ns1=$(awk -v t="$T1" 'BEGIN { printf "%.0f", t * 1e9 }')
 q() { "$SONDE" query "$@" --since "$ns0" --until "$ns1"; }
-jcount() { jq -c --argjson a "$ns0" --argjson b "$ns1" "select(.time_ns >= \$a and .time_ns < \$b) | $1" "$TMP/all.jsonl" | wc -l; }
+# The agents run every sensor family; `query flows` is about kind flow.
+jall() { jq -c --argjson a "$ns0" --argjson b "$ns1" "select(.time_ns >= \$a and .time_ns < \$b) | $1" "$TMP/all.jsonl" | wc -l; }
+jcount() { jall "select(.kind == \"flow\") | $1"; }
 assert_eq "$(jcount 'select(.src.service == "ratings" or .dst.service == "ratings")')" \
 	"$(q flows --service ratings --count)" "query --service ratings --count"
 assert_eq "$(jcount 'select(.src.workload == "reviews-v2" or .dst.workload == "reviews-v2")')" \
@@ -52,16 +54,16 @@ assert_eq "$(jcount 'select(.src.workload == "reviews-v2" or .dst.workload == "r
 dpod=$(pod_field details-v1 .name)
 assert_eq "$(jcount "select(.src.pod == \"$dpod\" or .dst.pod == \"$dpod\")")" \
 	"$(q flows --pod "$dpod" --count)" "query --pod $dpod --count"
-assert_eq "0" "$(q http --count)" "no http records (kind filter)"
+assert_eq "$(jall 'select(.kind == "http")')" "$(q http --count)" "query http --count = the agents' http records (kind filter)"
 assert_eq "$(jcount 'select(.kind == "flow")')" "$(q flows --count)" "query flows --count (time range)"
 # The newest record listed is the newest the agents wrote in the range.
-want=$(jq -c --argjson a "$ns0" --argjson b "$ns1" 'select(.time_ns >= $a and .time_ns < $b) | .time_ns' "$TMP/all.jsonl" | sort -n | tail -1)
+want=$(jq -c --argjson a "$ns0" --argjson b "$ns1" 'select(.kind == "flow" and .time_ns >= $a and .time_ns < $b) | .time_ns' "$TMP/all.jsonl" | sort -n | tail -1)
 got=$(q flows --records --limit 1 --json | jq -r .time_ns)
 assert_eq "$want" "$got" "query --records: newest first"
 
 # 3. Aggregates: per workload pair, productpage -> details, 1 s buckets.
 q flows --service details --interval 1s --json >"$TMP/agg.json"
-want=$(jq -s --argjson a "$ns0" --argjson b "$ns1" '[.[] | select(.time_ns >= $a and .time_ns < $b
+want=$(jq -s --argjson a "$ns0" --argjson b "$ns1" '[.[] | select(.kind == "flow" and .time_ns >= $a and .time_ns < $b
 	and (.src.service == "details" or .dst.service == "details"))
 	| {b: (.time_ns - .time_ns % 1000000000), s: (.src.workload // ""), d: (.dst.workload // ""), e: (if .event == "close" and .established == false then 1 else 0 end)}]
 	| group_by([.b, .s, .d]) | map("\(.[0].b) \(.[0].s) \(.[0].d) \(length) \(map(.e) | add)") | sort | .[]' -r "$TMP/all.jsonl")
