@@ -6,6 +6,7 @@
  * here against the previous interval's copy (a sorted snapshot). */
 #include "agent/agent.h"
 #include "agent/attach.h"
+#include "agent/bpfmap.h"
 #include "agent/sensor.h"
 #include "flow.h"
 #include "flow.skel.h"
@@ -705,38 +706,15 @@ fail:
 	return err;
 }
 
-static bool listed(const uint32_t *netns, size_t n, uint32_t v)
-{
-	for (size_t i = 0; i < n; i++)
-		if (netns[i] == v)
-			return true;
-	return false;
-}
-
 /* Makes the kernel's netns filter exactly the agent's targets. */
 static void flow_retarget(void *state)
 {
 	struct flow_sensor *s = state;
-	int fd = bpf_map__fd(s->skel->maps.netns_allow);
-	uint32_t key, next, stale[256];
-	size_t n, nstale = 0;
+	size_t n;
 	const uint32_t *netns = agent_target_netns(s->agent, &n);
-	uint8_t one = 1;
-	void *prev = NULL;
 
-	/* Delete after the walk: deleting during get_next_key restarts it. */
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		if (!listed(netns, n, next) && nstale < 256)
-			stale[nstale++] = next;
-		key = next;
-		prev = &key;
-	}
-	for (size_t i = 0; i < nstale; i++)
-		bpf_map_delete_elem(fd, &stale[i]);
-	for (size_t i = 0; i < n; i++)
-		if (bpf_map_update_elem(fd, &netns[i], &one, BPF_ANY))
-			log_warn("flow: cannot watch netns %u: %s", netns[i],
-				 strerror(errno));
+	netns_filter_sync(bpf_map__fd(s->skel->maps.netns_allow), netns, n,
+			  "flow");
 }
 
 static int flow_poll_fd(void *state)
@@ -749,16 +727,9 @@ static void flow_consume(void *state)
 	ring_buffer__consume(((struct flow_sensor *)state)->rb);
 }
 
-static uint64_t counter(struct flow_sensor *s, uint64_t *percpu, uint32_t i)
+static uint64_t counter(struct flow_sensor *s, uint32_t i)
 {
-	uint64_t sum = 0;
-
-	if (bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.flow_counters), &i,
-				percpu))
-		return 0;
-	for (int c = 0; c < s->ncpus; c++)
-		sum += percpu[c];
-	return sum;
+	return percpu_sum(bpf_map__fd(s->skel->maps.flow_counters), i, s->ncpus);
 }
 
 static size_t map_entries(int fd, size_t ksz)
@@ -792,7 +763,6 @@ static void flow_status(void *state, json_t *out)
 		[FLOW_CNT_DROP_TRACK_FULL] = "drops_untracked_map_full",
 	};
 	struct flow_sensor *s = state;
-	uint64_t *percpu = calloc((size_t)s->ncpus, sizeof(uint64_t));
 	uint64_t c[FLOW_CNT_MAX] = { 0 };
 	json_t *degraded = json_object();
 
@@ -805,13 +775,10 @@ static void flow_status(void *state, json_t *out)
 			json_object_set_new(degraded, s->hooks[h].metric,
 					    json_string(s->hooks[h].why));
 	json_object_set_new(out, "degraded", degraded);
-	if (!percpu)
-		return;
 	for (uint32_t i = 0; i < FLOW_CNT_MAX; i++) {
-		c[i] = counter(s, percpu, i);
+		c[i] = counter(s, i);
 		set_u64(out, names[i], c[i]);
 	}
-	free(percpu);
 	/* LRU maps evict silently: what was created and neither closed nor
 	 * still there was evicted. */
 	size_t tcp_live = map_entries(bpf_map__fd(s->skel->maps.tcp_flows), 8);

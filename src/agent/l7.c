@@ -9,6 +9,7 @@
  * peer and question. Whatever could not be followed exactly is written with
  * "partial": true and the reasons, never guessed. */
 #include "agent/agent.h"
+#include "agent/bpfmap.h"
 #include "agent/sensor.h"
 #include "l7.h"
 #include "l7.skel.h"
@@ -796,37 +797,15 @@ fail:
 	return err;
 }
 
-static bool listed(const uint32_t *netns, size_t n, uint32_t v)
-{
-	for (size_t i = 0; i < n; i++)
-		if (netns[i] == v)
-			return true;
-	return false;
-}
-
 /* Makes the kernel's netns filter exactly the agent's targets. */
 static void l7_retarget(void *state)
 {
 	struct l7_sensor *s = state;
-	int fd = bpf_map__fd(s->skel->maps.netns_allow);
-	uint32_t key, next, stale[256];
-	size_t n, nstale = 0;
+	size_t n;
 	const uint32_t *netns = agent_target_netns(s->agent, &n);
-	uint8_t one = 1;
-	void *prev = NULL;
 
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		if (!listed(netns, n, next) && nstale < 256)
-			stale[nstale++] = next;
-		key = next;
-		prev = &key;
-	}
-	for (size_t i = 0; i < nstale; i++)
-		bpf_map_delete_elem(fd, &stale[i]);
-	for (size_t i = 0; i < n; i++)
-		if (bpf_map_update_elem(fd, &netns[i], &one, BPF_ANY))
-			log_warn("l7: cannot watch netns %u: %s", netns[i],
-				 strerror(errno));
+	netns_filter_sync(bpf_map__fd(s->skel->maps.netns_allow), netns, n,
+			  "l7");
 }
 
 static int l7_poll_fd(void *state)
@@ -873,7 +852,6 @@ static void l7_status(void *state, json_t *out)
 	};
 	struct l7_sensor *s = state;
 	int fd = bpf_map__fd(s->skel->maps.l7_counters);
-	uint64_t *percpu = calloc((size_t)s->ncpus, sizeof(uint64_t));
 
 	json_object_set_new(out, "hook", json_string("tp_btf"));
 	json_object_set_new(out, "http_records",
@@ -896,17 +874,7 @@ static void l7_status(void *state, json_t *out)
 			    json_integer((json_int_t)s->pipeline_overflow));
 	json_object_set_new(out, "unparsed_messages",
 			    json_integer((json_int_t)s->malformed));
-	if (!percpu)
-		return;
-	for (uint32_t i = 0; i < L7_CNT_MAX; i++) {
-		uint64_t sum = 0;
-		if (bpf_map_lookup_elem(fd, &i, percpu))
-			continue;
-		for (int c = 0; c < s->ncpus; c++)
-			sum += percpu[c];
-		json_object_set_new(out, names[i], json_integer((json_int_t)sum));
-	}
-	free(percpu);
+	percpu_counters_json(fd, s->ncpus, names, L7_CNT_MAX, out);
 }
 
 const struct sensor_family l7_family = {

@@ -6,6 +6,7 @@
  * monitored pods, and every --interval turns the kernel's histograms into
  * "latency" records. */
 #include "agent/agent.h"
+#include "agent/bpfmap.h"
 #include "agent/sensor.h"
 #include "latency.h"
 #include "latency.skel.h"
@@ -740,7 +741,6 @@ static void latency_status(void *state, json_t *out)
 	};
 	struct lat_sensor *s = state;
 	int fd = bpf_map__fd(s->skel->maps.lat_counters);
-	uint64_t *percpu = calloc((size_t)s->ncpus, sizeof(uint64_t));
 	json_t *devs = json_array();
 
 	json_object_set_new(out, "records", json_integer((json_int_t)s->records));
@@ -748,17 +748,7 @@ static void latency_status(void *state, json_t *out)
 	for (size_t i = 0; i < s->ndevs; i++)
 		json_array_append_new(devs, json_string(s->devs[i].name));
 	json_object_set_new(out, "devices", devs);
-	if (!percpu)
-		return;
-	for (uint32_t i = 0; i < LAT_CNT_MAX; i++) {
-		uint64_t sum = 0;
-		if (bpf_map_lookup_elem(fd, &i, percpu))
-			continue;
-		for (int c = 0; c < s->ncpus; c++)
-			sum += percpu[c];
-		json_object_set_new(out, names[i], json_integer((json_int_t)sum));
-	}
-	free(percpu);
+	percpu_counters_json(fd, s->ncpus, names, LAT_CNT_MAX, out);
 }
 
 static int latency_poll_fd(void *state)
