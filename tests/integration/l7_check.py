@@ -113,7 +113,10 @@ def main():
             theirs = l["request_time"]
             err = abs(ours - theirs)
             worst = max(worst, err)
-            if err > max(0.001, 0.05 * theirs):
+            # request_time has 1 ms resolution (and a clock cached per event
+            # loop wake-up): the truth lies within 1 ms of it, so "within
+            # 1 ms of the truth" is checked as within 1 ms + 1 ms of the log.
+            if err > max(0.002, 0.05 * theirs):
                 dur_bad += 1
             # nginx's clock is the one cached when its event loop woke
             # (whole ms, not updated while it works): past 1 ms + 5 %,
