@@ -20,6 +20,7 @@ static const char *opt_workload;
 static const char *opt_pod;
 static const char *opt_namespace;
 static const char *opt_node;
+static const char *opt_hop;
 static const char *opt_since;
 static const char *opt_until;
 static const char *opt_interval;
@@ -38,6 +39,9 @@ static const struct opt query_opts[] = {
 	{ "namespace", 'n', OPT_STRING, &opt_namespace, "NAME",
 	  "records with this namespace at either end" },
 	{ "node", 0, OPT_STRING, &opt_node, "NAME", "records of this node" },
+	{ "hop", 0, OPT_STRING, &opt_hop, "HOP",
+	  "latency hop: pod_veth, vxlan_ingress, any (default: aggregates\n"
+	  "                            pod_veth, --records/--count any)" },
 	{ "since", 0, OPT_STRING, &opt_since, "TIME",
 	  "from TIME: a duration back from now (5m) or UTC ns (default 15m)" },
 	{ "until", 0, OPT_STRING, &opt_until, "TIME",
@@ -254,6 +258,16 @@ int cmd_query(int argc, char **argv)
 	add_arg(curl, url, sizeof(url), "pod", opt_pod);
 	add_arg(curl, url, sizeof(url), "namespace", opt_namespace);
 	add_arg(curl, url, sizeof(url), "node", opt_node);
+	/* A cross-node pair has the same packets at both hops: aggregating
+	 * both would count every sample twice and mix the hops' figures, so
+	 * aggregates take the last hop (sender to pod, measured for same-node
+	 * pairs too) unless asked otherwise. */
+	const char *hop = opt_hop;
+	if (!hop && !opt_records && !opt_count &&
+	    !strcmp(kind_of(argv[0]), "latency"))
+		hop = "pod_veth";
+	if (hop && strcmp(hop, "any"))
+		add_arg(curl, url, sizeof(url), "event", hop);
 	add_arg(curl, url, sizeof(url), "since", opt_since ? opt_since : "15m");
 	add_arg(curl, url, sizeof(url), "until", opt_until);
 	add_arg(curl, url, sizeof(url), "interval", opt_interval);

@@ -49,7 +49,7 @@ after=$(J "$fwd | select(.src.ip == \"$NEW_IP\" and .start_ns >= $READY_NS)" | w
 log "agents' reviews-v2 -> ratings records: $before from $OLD_POD before the move, $after from $NEW_POD after it"
 [ "$before" -gt 0 ] || fail "no reviews-v2 -> ratings record before the move"
 [ "$after" -gt 0 ] || fail "no reviews-v2 -> ratings record after the move"
-assert_eq "$OLD_POD $NEW_POD" "$(J "$fwd | .src.pod" | jq -rs 'unique | join(" ")')" \
+assert_eq "$(printf '%s\n' "$OLD_POD" "$NEW_POD" | sort | paste -sd' ')" "$(J "$fwd | .src.pod" | jq -rs 'unique | join(" ")')" \
 	"records of the pair come from exactly the old and the new pod"
 
 # 2. The store: the records listing by service holds both pods' records,
@@ -65,17 +65,28 @@ want=$(J 'select(.src.workload == "reviews-v2" or .dst.workload == "reviews-v2")
 assert_eq "$want" "$(q --workload reviews-v2 --count)" "query latency --workload reviews-v2 --count = agents' records"
 
 # 3. Aggregates: one row per workload pair over the whole run (no pod or
-# node in the key), records = rows, count = sum of samples, p50/p99 =
-# exact quantiles (position floor(p*n)) of the records' p50_ns.
+# node in the key), of the last hop only (pod_veth: a cross-node pair has
+# the same packets at vxlan_ingress too, which would count them twice):
+# records = rows, count = sum of samples, p50/p99/max = exact quantiles
+# (position floor(p*n)) of the records' p50_ns.
+veth='select(.hop == "pod_veth")'
 q --service ratings --json >"$TMP/agg.json"
 rows=$(jq -r '[.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1")] | length' "$TMP/agg.json")
 assert_eq 1 "$rows" "one aggregate row for reviews-v2 -> ratings-v1 across the move"
-want=$(J "$fwd" | jq -rs '(map(.p50_ns) | sort) as $v | "\(length) \(map(.count) | add) \($v[($v | length) * 0.5 | floor]) \($v[($v | length) * 0.99 | floor]) \($v[-1])"')
+agg_jq='(map(.p50_ns) | sort) as $v | "\(length) \(map(.count) | add) \($v[($v | length) * 0.5 | floor]) \($v[($v | length) * 0.99 | floor]) \($v[-1])"'
+want=$(J "$fwd | $veth" | jq -rs "$agg_jq")
 got=$(jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1") | "\(.records) \(.count) \(.p50_ns) \(.p99_ns) \(.max_ns)"' "$TMP/agg.json")
-assert_eq "$want" "$got" "aggregate reviews-v2 -> ratings (records, samples, p50, p99, max) = jq"
+assert_eq "$want" "$got" "aggregate reviews-v2 -> ratings (records, samples, p50, p99, max) = jq over pod_veth records"
+# The other hop on request, and both.
+want=$(J "$fwd | select(.hop == \"vxlan_ingress\")" | jq -rs "$agg_jq")
+got=$(q --service ratings --hop vxlan_ingress --json | jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1") | "\(.records) \(.count) \(.p50_ns) \(.p99_ns) \(.max_ns)"')
+assert_eq "$want" "$got" "--hop vxlan_ingress: aggregate = jq over vxlan_ingress records (before the move only)"
+assert_eq "$(J "$fwd" | wc -l)" \
+	"$(q --service ratings --hop any --json | jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1") | .records')" \
+	"--hop any: every record of the pair"
 # Every pair of the ratings query, the same way.
-want=$(J 'select(.src.service == "ratings" or .dst.service == "ratings")
-	| {s: (.src.service // ""), sw: (.src.workload // ""), d: (.dst.service // ""), dw: (.dst.workload // ""), c: .count, p: .p50_ns}' |
+want=$(J "select(.src.service == \"ratings\" or .dst.service == \"ratings\") | $veth
+	| {s: (.src.service // \"\"), sw: (.src.workload // \"\"), d: (.dst.service // \"\"), dw: (.dst.workload // \"\"), c: .count, p: .p50_ns}" |
 	jq -rs 'group_by([.s, .sw, .d, .dw]) | map((map(.p) | sort) as $v | "\(.[0].s)/\(.[0].sw) \(.[0].d)/\(.[0].dw) \(length) \(map(.c) | add) \($v[($v | length) * 0.5 | floor])") | sort | .[]')
 got=$(jq -r '.rows[] | "\(.src_service)/\(.src_workload) \(.dst_service)/\(.dst_workload) \(.records) \(.count) \(.p50_ns)"' "$TMP/agg.json" | sort)
 assert_eq "$want" "$got" "aggregate per workload pair (all ratings pairs) = jq"
@@ -85,7 +96,7 @@ n_before=$(jq -r --argjson t "$DEL_NS" '[.rows[] | select(.src_workload == "revi
 n_after=$(jq -r --argjson t "$READY_NS" '[.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1" and .bucket_ns >= $t)] | length' "$TMP/agg1s.json")
 log "1 s buckets of reviews-v2 -> ratings-v1: $n_before before the move, $n_after after"
 [ "$n_before" -gt 0 ] && [ "$n_after" -gt 0 ] || fail "the per-second series does not span the move ($n_before before, $n_after after)"
-want=$(J "$fwd" | jq -rs 'group_by(.time_ns - .time_ns % 1000000000) | map("\(.[0].time_ns - .[0].time_ns % 1000000000) \(length) \(map(.count) | add)") | .[]')
+want=$(J "$fwd | $veth" | jq -rs 'group_by(.time_ns - .time_ns % 1000000000) | map("\(.[0].time_ns - .[0].time_ns % 1000000000) \(length) \(map(.count) | add)") | .[]')
 got=$(jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1") | "\(.bucket_ns) \(.records) \(.count)"' "$TMP/agg1s.json")
 assert_eq "$want" "$got" "per-second series reviews-v2 -> ratings-v1 = jq"
 log "$(q --service ratings | head -8)"
