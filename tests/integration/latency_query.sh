@@ -99,6 +99,20 @@ log "1 s buckets of reviews-v2 -> ratings-v1: $n_before before the move, $n_afte
 want=$(J "$fwd | $veth" | jq -rs 'group_by(.time_ns - .time_ns % 1000000000) | map("\(.[0].time_ns - .[0].time_ns % 1000000000) \(length) \(map(.count) | add)") | .[]')
 got=$(jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1") | "\(.bucket_ns) \(.records) \(.count)"' "$TMP/agg1s.json")
 assert_eq "$want" "$got" "per-second series reviews-v2 -> ratings-v1 = jq"
+# 4. --hops: the per-hop split of the pod_veth records per workload pair.
+# Before the move the pair crossed nodes (vxlan_ingress seen), after it the
+# two pods share a node (lab state): only the old pod's records are split.
+split_old=$(J "$fwd | $veth | select(.src.ip == \"$OLD_IP\" and .hops != null)" | wc -l)
+split_new=$(J "$fwd | $veth | select(.src.ip == \"$NEW_IP\" and .hops != null)" | wc -l)
+[ "$split_old" -gt 0 ] || fail "no split record from the old (cross-node) pod"
+assert_eq 0 "$split_new" "no split record from the new pod (same node as ratings)"
+want=$(J "$fwd | $veth" | jq -rs '(map(.p50_ns) | sort) as $v | (map(.hops.sender_to_node_p50_ns // empty) | sort) as $s
+	| (map(.hops.node_to_pod_p50_ns // empty) | sort) as $n
+	| "\(length) \(map(.count) | add) \($v[($v | length) * 0.5 | floor]) \($s | length) \($s[($s | length) * 0.5 | floor]) \($n[($n | length) * 0.5 | floor])"')
+got=$(q --service ratings --hops --json | jq -r '.rows[] | select(.src_workload == "reviews-v2" and .dst_workload == "ratings-v1")
+	| "\(.records) \(.count) \(.p50_ns) \(.split_records) \(.sender_to_node_p50_ns) \(.node_to_pod_p50_ns)"')
+assert_eq "$want" "$got" "--hops reviews-v2 -> ratings (records, samples, p50, split records, sender->node p50, node->pod p50) = jq"
+log "$(q --service ratings --hops)"
 log "$(q --service ratings | head -8)"
 server_stop
 done_testing
