@@ -20,6 +20,7 @@ static const char *opt_workload;
 static const char *opt_pod;
 static const char *opt_namespace;
 static const char *opt_node;
+static const char *opt_hop;
 static const char *opt_since;
 static const char *opt_until;
 static const char *opt_interval;
@@ -27,6 +28,7 @@ static long opt_limit;
 static bool opt_json;
 static bool opt_records;
 static bool opt_count;
+static bool opt_hops;
 
 static const struct opt query_opts[] = {
 	{ "service", 's', OPT_STRING, &opt_service, "NAME",
@@ -38,6 +40,9 @@ static const struct opt query_opts[] = {
 	{ "namespace", 'n', OPT_STRING, &opt_namespace, "NAME",
 	  "records with this namespace at either end" },
 	{ "node", 0, OPT_STRING, &opt_node, "NAME", "records of this node" },
+	{ "hop", 0, OPT_STRING, &opt_hop, "HOP",
+	  "latency hop: pod_veth, vxlan_ingress, any (default: aggregates\n"
+	  "                            pod_veth, --records/--count any)" },
 	{ "since", 0, OPT_STRING, &opt_since, "TIME",
 	  "from TIME: a duration back from now (5m) or UTC ns (default 15m)" },
 	{ "until", 0, OPT_STRING, &opt_until, "TIME",
@@ -48,6 +53,9 @@ static const struct opt query_opts[] = {
 	  "list records (newest first) instead of aggregates" },
 	{ "count", 'c', OPT_FLAG, &opt_count, NULL,
 	  "print only the number of matching records" },
+	{ "hops", 0, OPT_FLAG, &opt_hops, NULL,
+	  "latency: per workload pair, the per-hop split (sender -> node\n"
+	  "                            ingress, node -> pod) of cross-node records" },
 	{ "limit", 0, OPT_INT, &opt_limit, "N",
 	  "with --records: at most N (default 100)" },
 	{ "json", 'j', OPT_FLAG, &opt_json, NULL,
@@ -168,6 +176,143 @@ static void print_table(json_t *doc)
 	}
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The value at 0-based position floor(p * n) of the sorted values, as the
+ * store's aggregates define their percentiles; -1 when there is none. */
+static int64_t arr_quantile(json_t *arr, double p)
+{
+	size_t n = json_array_size(arr), i;
+	json_t *v;
+	if (!n)
+		return -1;
+	int64_t *x = malloc(n * sizeof(*x));
+	if (!x)
+		return -1;
+	json_array_foreach(arr, i, v) x[i] = json_integer_value(v);
+	qsort(x, n, sizeof(*x), cmp_i64);
+	size_t k = (size_t)(p * (double)n);
+	int64_t r = x[k < n ? k : n - 1];
+	free(x);
+	return r;
+}
+
+static void arr_push(json_t *g, const char *key, json_t *v)
+{
+	if (!json_is_integer(v))
+		return;
+	json_t *a = json_object_get(g, key);
+	if (!a) {
+		a = json_array();
+		json_object_set_new(g, key, a);
+	}
+	json_array_append(a, v);
+}
+
+/* `--hops`: the pod_veth records (the end-to-end hop) grouped per workload
+ * pair; those of cross-node pairs carry `hops` (the vxlan_ingress median of
+ * the same interval and the remainder), whose medians give the split. The
+ * server has no columns for it, so it is computed here from the records. */
+static void print_hops(const char *text)
+{
+	json_t *groups = json_object();
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		json_t *o = json_loadb(p, len, 0, NULL);
+		p += len + (nl ? 1 : 0);
+		if (!o)
+			continue;
+		json_t *s = json_object_get(o, "src"), *d = json_object_get(o, "dst");
+		char key[512];
+		snprintf(key, sizeof(key), "%s/%s %s/%s", jstr(s, "service"),
+			 jstr(s, "workload"), jstr(d, "service"),
+			 jstr(d, "workload"));
+		json_t *g = json_object_get(groups, key);
+		if (!g) {
+			g = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "src_service",
+				      jstr(s, "service"), "src_workload",
+				      jstr(s, "workload"), "dst_service",
+				      jstr(d, "service"), "dst_workload",
+				      jstr(d, "workload"), "records",
+				      (json_int_t)0, "count", (json_int_t)0);
+			json_object_set_new(groups, key, g);
+		}
+		json_object_set_new(g, "records",
+				    json_integer(json_integer_value(json_object_get(
+							 g, "records")) + 1));
+		json_object_set_new(
+			g, "count",
+			json_integer(json_integer_value(json_object_get(g, "count")) +
+				     json_integer_value(json_object_get(o, "count"))));
+		arr_push(g, "p", json_object_get(o, "p50_ns"));
+		json_t *h = json_object_get(o, "hops");
+		if (h) {
+			arr_push(g, "s", json_object_get(h, "sender_to_node_p50_ns"));
+			arr_push(g, "n", json_object_get(h, "node_to_pod_p50_ns"));
+		}
+		json_decref(o);
+	}
+	json_t *rows = json_array(), *g;
+	const char *key;
+	json_object_foreach(groups, key, g)
+	{
+		json_t *n = json_object_get(g, "n");
+		json_array_append_new(
+			rows,
+			json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:I,s:I,s:I,s:I}",
+				  "src_service", json_object_get(g, "src_service"),
+				  "src_workload", json_object_get(g, "src_workload"),
+				  "dst_service", json_object_get(g, "dst_service"),
+				  "dst_workload", json_object_get(g, "dst_workload"),
+				  "records", json_object_get(g, "records"),
+				  "count", json_object_get(g, "count"),
+				  "p50_ns", (json_int_t)arr_quantile(json_object_get(g, "p"), 0.5),
+				  "split_records", (json_int_t)json_array_size(n),
+				  "sender_to_node_p50_ns",
+				  (json_int_t)arr_quantile(json_object_get(g, "s"), 0.5),
+				  "node_to_pod_p50_ns", (json_int_t)arr_quantile(n, 0.5)));
+	}
+	json_decref(groups);
+	if (opt_json) {
+		json_t *doc = json_pack("{s:o}", "rows", rows);
+		char *t = json_dumps(doc, JSON_COMPACT);
+		if (t)
+			puts(t);
+		free(t);
+		json_decref(doc);
+		return;
+	}
+	size_t i;
+	json_t *r;
+	printf("%-26s %-26s %8s %8s %9s %6s %13s %11s\n", "SRC (svc/workload)",
+	       "DST (svc/workload)", "RECORDS", "COUNT", "P50", "SPLIT",
+	       "SENDER->NODE", "NODE->POD");
+	json_array_foreach(rows, i, r)
+	{
+		char src[160], dst[160], a[16], b[16], c[16];
+		snprintf(src, sizeof(src), "%s/%s", jstr(r, "src_service"),
+			 jstr(r, "src_workload"));
+		snprintf(dst, sizeof(dst), "%s/%s", jstr(r, "dst_service"),
+			 jstr(r, "dst_workload"));
+		print_ns(a, sizeof(a), json_integer_value(json_object_get(r, "p50_ns")));
+		print_ns(b, sizeof(b),
+			 json_integer_value(json_object_get(r, "sender_to_node_p50_ns")));
+		print_ns(c, sizeof(c),
+			 json_integer_value(json_object_get(r, "node_to_pod_p50_ns")));
+		printf("%-26.26s %-26.26s %8lld %8lld %9s %6lld %13s %11s\n", src,
+		       dst, (long long)json_integer_value(json_object_get(r, "records")),
+		       (long long)json_integer_value(json_object_get(r, "count")), a,
+		       (long long)json_integer_value(json_object_get(r, "split_records")),
+		       b, c);
+	}
+	json_decref(rows);
+}
+
 static void ep_text(json_t *ep, char *out, size_t size)
 {
 	const char *pod = json_string_value(json_object_get(ep, "pod"));
@@ -244,9 +389,16 @@ int cmd_query(int argc, char **argv)
 	CURL *curl = curl_easy_init();
 	if (!curl)
 		return 1;
-	const char *endpoint = opt_count     ? "count"
-			       : opt_records ? "records"
-					     : "aggregate";
+	if (opt_hops && (strcmp(kind_of(argv[0]), "latency") || opt_records ||
+			 opt_count || opt_interval)) {
+		fprintf(stderr, "sonde query: --hops is for latency aggregates "
+				"(no --records, --count, --interval)\n");
+		curl_easy_cleanup(curl);
+		return 2;
+	}
+	const char *endpoint = opt_count		  ? "count"
+			       : opt_records || opt_hops ? "records"
+							 : "aggregate";
 	snprintf(url, sizeof(url), "%s/v1/%s", server, endpoint);
 	add_arg(curl, url, sizeof(url), "kind", kind_of(argv[0]));
 	add_arg(curl, url, sizeof(url), "service", opt_service);
@@ -254,12 +406,23 @@ int cmd_query(int argc, char **argv)
 	add_arg(curl, url, sizeof(url), "pod", opt_pod);
 	add_arg(curl, url, sizeof(url), "namespace", opt_namespace);
 	add_arg(curl, url, sizeof(url), "node", opt_node);
+	/* A cross-node pair has the same packets at both hops: aggregating
+	 * both would count every sample twice and mix the hops' figures, so
+	 * aggregates take the last hop (sender to pod, measured for same-node
+	 * pairs too) unless asked otherwise. */
+	const char *hop = opt_hop;
+	if (!hop && (opt_hops || (!opt_records && !opt_count)) &&
+	    !strcmp(kind_of(argv[0]), "latency"))
+		hop = "pod_veth";
+	if (hop && strcmp(hop, "any"))
+		add_arg(curl, url, sizeof(url), "event", hop);
 	add_arg(curl, url, sizeof(url), "since", opt_since ? opt_since : "15m");
 	add_arg(curl, url, sizeof(url), "until", opt_until);
 	add_arg(curl, url, sizeof(url), "interval", opt_interval);
-	if (opt_records) {
+	if (opt_records || opt_hops) {
 		char lim[32];
-		snprintf(lim, sizeof(lim), "%ld", opt_limit > 0 ? opt_limit : 100);
+		snprintf(lim, sizeof(lim), "%ld",
+			 opt_limit > 0 ? opt_limit : opt_hops ? 10000000 : 100);
 		add_arg(curl, url, sizeof(url), "limit", lim);
 	}
 	if (token && token[0]) {
@@ -284,7 +447,9 @@ int cmd_query(int argc, char **argv)
 			body.p ? body.p : "");
 		goto out;
 	}
-	if (opt_json || !body.p) {
+	if (opt_hops) {
+		print_hops(body.p ? body.p : "");
+	} else if (opt_json || !body.p) {
 		if (body.p)
 			fputs(body.p, stdout);
 		if (body.len && body.p[body.len - 1] != '\n')

@@ -407,6 +407,7 @@ static int query_from_args(struct MHD_Connection *c, struct store_query *q,
 		{ "pod", q->pod, sizeof(q->pod) },
 		{ "namespace", q->ns, sizeof(q->ns) },
 		{ "node", q->node, sizeof(q->node) },
+		{ "event", q->event, sizeof(q->event) },
 	};
 	int64_t now = server_now_ns();
 	const char *v;

@@ -95,6 +95,9 @@ int store_record_parse(const char *json, size_t len, struct store_record *r)
 		r->status = get_int(o, "rcode");
 		r->duration_ns = get_int(o, "duration_ns");
 	} else if (!strcmp(r->kind, "latency")) {
+		/* The hop in the event column: a cross-node pair has the same
+		 * packets at both hops, so aggregates must pick one. */
+		copy_str(r->event, sizeof(r->event), json_object_get(o, "hop"));
 		r->duration_ns = get_int(o, "p50_ns");
 		r->p99_ns = get_int(o, "p99_ns");
 		int64_t c = get_int(o, "count");
@@ -195,6 +198,10 @@ void sql_add_where(struct sql_buf *b, const struct store_query *q,
 	if (q->node[0]) {
 		sql_add(b, " AND node = ");
 		sql_add_str(b, q->node, backslash);
+	}
+	if (q->event[0]) {
+		sql_add(b, " AND event = ");
+		sql_add_str(b, q->event, backslash);
 	}
 }
 

@@ -50,6 +50,7 @@ struct store_query {
 	char pod[128];
 	char ns[64];
 	char node[64];
+	char event[32]; /* the event column: flow event, http/dns side, latency hop */
 	int64_t since_ns; /* inclusive */
 	int64_t until_ns; /* exclusive; 0: no bound */
 	int64_t interval_ns; /* aggregates: bucket width (0: one bucket) */
