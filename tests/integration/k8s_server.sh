@@ -63,6 +63,21 @@ rows=0
 for p in $(jq -r '.pods[].name' $ST); do grep -q -- "$p" "$TMP/table.txt" && rows=$((rows + 1)); done
 assert_eq "$npods" "$rows" "pods in the table from \$SONDE_SERVER"
 
+# In-cluster config (no --kubeconfig): the stand-in's service account files.
+P2=$((STORE_PORT + 1))
+KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=6443 SONDE_K8S_SA_DIR=/run/sonde-lab/api/serviceaccount \
+	"$SONDE" server --listen "127.0.0.1:$P2" --token "$STORE_TOKEN" --store "$TMP/store2.db" 2>"$TMP/server2.err" &
+S2=$!
+ON_EXIT="kill $S2 2>/dev/null; store_cleanup"
+in_cluster_pods() { curl -sf "${AUTH[@]}" "http://127.0.0.1:$P2/v1/topology" | jq -c '[.pods[] | {namespace, pod, uid, node, ip, services}] | sort_by(.pod)'; }
+wait_for 15 curl -sf "${AUTH[@]}" "http://127.0.0.1:$P2/v1/topology" || fail "in-cluster server: no /v1/topology: $(tail -3 "$TMP/server2.err")"
+assert_eq "$(state_pods)" "$(in_cluster_pods)" "in-cluster server topology pods = lab state"
+grep -q "in-cluster" "$TMP/server2.err" || fail "the second server did not say it used in-cluster config"
+kill -TERM $S2
+wait $S2
+assert_eq 0 $? "in-cluster server exits 0 on SIGTERM"
+ON_EXIT=store_cleanup
+
 # --- a move: the server's topology and plan follow
 nodes=($(jq -r '.nodes[].name' $ST))
 from=$(pod_field ratings-v1 .node)
