@@ -13,12 +13,14 @@
 #include "agent/netdev.h"
 #include "agent/node.h"
 #include "cmds.h"
+#include "cli/topology.h"
 #include "k8s/k8s.h"
 #include "k8s/plan.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "lib/sys.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -38,6 +40,8 @@ static const char *opt_snapshot;
 static uint64_t opt_duration_ns;
 static uint64_t opt_timeout_ns = 10000000000ULL;
 static const char *opt_plan;
+static const char *opt_server;
+static const char *opt_token;
 
 static const struct opt topo_opts[] = {
 	{ "kubeconfig", 'k', OPT_STRING, &opt_kubeconfig, "FILE",
@@ -59,6 +63,12 @@ static const struct opt topo_opts[] = {
 	  "print the sensor plan (desired sensors per node, with generations) "
 	  "for a monitoring policy file (docs/k8s.md); with --watch, print "
 	  "each node's new plan as it changes" },
+	{ "server", 's', OPT_STRING, &opt_server, "URL",
+	  "read the topology from `sonde server`'s GET /v1/topology (its "
+	  "controller's informer cache) instead of the API (default: "
+	  "$SONDE_SERVER when no --kubeconfig or --in-cluster is given)" },
+	{ "token", 0, OPT_STRING, &opt_token, "TOKEN",
+	  "with --server: bearer token (default: $SONDE_TOKEN)" },
 	{ "timeout", 't', OPT_DURATION, &opt_timeout_ns, "DUR",
 	  "give up when the first list takes longer (default 10s)" },
 	OPT_END,
@@ -504,6 +514,153 @@ static void print_dot(json_t *chains)
 	printf("}\n");
 }
 
+json_t *topology_doc(const json_t *pods, const json_t *services,
+		     const json_t *knodes, bool discover)
+{
+	size_t nnodes = json_array_size(knodes);
+	struct node_disc *nodes = calloc(nnodes ? nnodes : 1, sizeof(*nodes));
+	for (size_t i = 0; i < nnodes; i++) {
+		const json_t *kn = json_array_get(knodes, i);
+		snprintf(nodes[i].name, sizeof(nodes[i].name), "%s", jstr(kn, "metadata.name"));
+		if (discover)
+			discover_node(&nodes[i], kn);
+	}
+	size_t n = json_array_size(pods);
+	json_t **v = calloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(pods, i);
+	qsort(v, n, sizeof(*v), cmp_name);
+	json_t *chains = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(chains, pod_chain(v[i], (json_t *)services, nodes, nnodes));
+	free(v);
+	json_t *nodes_out = json_array();
+	for (size_t i = 0; i < nnodes; i++) {
+		const json_t *kn = json_array_get(knodes, i);
+		json_t *addr = json_array_get(json_object_get(json_object_get(kn, "status"), "addresses"), 0);
+		json_array_append_new(
+			nodes_out,
+			json_pack("{s:s, s:s, s:s, s:b}", "name", nodes[i].name,
+				  "ip", jstr(addr, "address"), "pod_cidr",
+				  jstr(kn, "spec.podCIDR"), "discovered",
+				  nodes[i].seen));
+	}
+	for (size_t i = 0; i < nnodes; i++) {
+		node_view_free(&nodes[i].view);
+		free(nodes[i].devs);
+	}
+	free(nodes);
+	/* Each service with the pods it selects (the chains' "services",
+	 * turned around), so a reader needs no second pass. */
+	json_t *svcs_out = json_array();
+	size_t i;
+	const json_t *sv;
+	json_array_foreach(services, i, sv) {
+		json_t *names = json_array();
+		size_t j;
+		json_t *ch;
+		json_array_foreach(chains, j, ch) {
+			if (strcmp(jstr(ch, "namespace"), jstr(sv, "metadata.namespace")))
+				continue;
+			size_t k;
+			json_t *nm;
+			json_array_foreach(json_object_get(ch, "services"), k, nm)
+				if (!strcmp(json_string_value(nm), jstr(sv, "metadata.name")))
+					json_array_append_new(names, json_string(jstr(ch, "pod")));
+		}
+		json_t *ports = json_array();
+		json_t *pt;
+		json_array_foreach(json_object_get(json_object_get(sv, "spec"), "ports"), j, pt)
+			json_array_append_new(
+				ports, json_pack("{s:s, s:O?, s:s}", "name", jstr(pt, "name"),
+						 "port", json_object_get(pt, "port"),
+						 "protocol", jstr(pt, "protocol")));
+		json_array_append_new(
+			svcs_out,
+			json_pack("{s:s, s:s, s:s, s:o, s:o}", "namespace",
+				  jstr(sv, "metadata.namespace"), "name",
+				  jstr(sv, "metadata.name"), "cluster_ip",
+				  jstr(sv, "spec.clusterIP"), "ports", ports, "pods", names));
+	}
+	return json_pack("{s:o, s:o, s:o}", "nodes", nodes_out, "pods", chains,
+			 "services", svcs_out);
+}
+
+/* Prints a topology document in opt_format; takes the reference. */
+static int print_doc(json_t *doc)
+{
+	if (!doc)
+		return 1;
+	if (!strcmp(opt_format, "json")) {
+		char *text = json_dumps(doc, JSON_INDENT(2));
+		printf("%s\n", text);
+		free(text);
+	} else if (!strcmp(opt_format, "dot")) {
+		print_dot(json_object_get(doc, "pods"));
+	} else {
+		print_table(json_object_get(doc, "pods"));
+	}
+	json_decref(doc);
+	return 0;
+}
+
+struct body {
+	char *p;
+	size_t len;
+};
+
+static size_t on_data(char *data, size_t size, size_t n, void *ctx)
+{
+	struct body *b = ctx;
+	char *p = realloc(b->p, b->len + size * n + 1);
+	if (!p)
+		return 0;
+	memcpy(p + b->len, data, size * n);
+	b->p = p;
+	b->len += size * n;
+	b->p[b->len] = 0;
+	return size * n;
+}
+
+/* GET SERVER/v1/topology: the same document, built by the server from its
+ * informers' cache (no node discovery there: the server does not see the
+ * nodes' namespaces). */
+static json_t *fetch_doc(const char *server, const char *token)
+{
+	char url[2048], auth[512];
+	struct body b = { 0 };
+	struct curl_slist *hdrs = NULL;
+	long status = 0;
+	json_t *doc = NULL;
+	CURL *curl = curl_easy_init();
+	if (!curl)
+		return NULL;
+	snprintf(url, sizeof(url), "%s/v1/topology", server);
+	if (token && token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+			 (long)(opt_timeout_ns / 1000000));
+	CURLcode cc = curl_easy_perform(curl);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	if (cc != CURLE_OK)
+		log_err("cannot reach the server at %s: %s", server,
+			curl_easy_strerror(cc));
+	else if (status != 200)
+		log_err("%s answered %ld: %s", url, status, b.p ? b.p : "");
+	else if (!(doc = json_loads(b.p ? b.p : "", 0, NULL)))
+		log_err("%s: not JSON", url);
+	free(b.p);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(curl);
+	return doc;
+}
+
 int cmd_topology(int argc, char **argv)
 {
 	int npos = 0, rc = opts_parse(&topo_spec, argc, argv, &npos);
@@ -518,6 +675,18 @@ int cmd_topology(int argc, char **argv)
 	if (strcmp(opt_format, "table") && strcmp(opt_format, "json") &&
 	    strcmp(opt_format, "dot")) {
 		log_err("--format must be table, json or dot, not '%s'", opt_format);
+		return 2;
+	}
+	const char *server = opt_server;
+	if (!server && !opt_kubeconfig && !opt_in_cluster && getenv("SONDE_SERVER") &&
+	    *getenv("SONDE_SERVER"))
+		server = getenv("SONDE_SERVER");
+	if (server && !opt_watch && !opt_plan)
+		return print_doc(fetch_doc(server, opt_token ? opt_token
+							    : getenv("SONDE_TOKEN")));
+	if (opt_server) {
+		log_err("--server serves the topology only (not --watch or --plan: "
+			"GET /v1/plan has the server's plan)");
 		return 2;
 	}
 	struct watch_ctx wctx = { 0 };
@@ -609,52 +778,9 @@ int cmd_topology(int argc, char **argv)
 	json_t *services = k8s_client_list(c, "services");
 	json_t *knodes = k8s_client_list(c, "nodes");
 	k8s_client_free(c);
-
-	size_t nnodes = json_array_size(knodes);
-	struct node_disc *nodes = calloc(nnodes ? nnodes : 1, sizeof(*nodes));
-	for (size_t i = 0; i < nnodes; i++)
-		discover_node(&nodes[i], json_array_get(knodes, i));
-	size_t n = json_array_size(pods);
-	json_t **v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_array_get(pods, i);
-	qsort(v, n, sizeof(*v), cmp_name);
-	json_t *chains = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(chains, pod_chain(v[i], services, nodes, nnodes));
-	free(v);
-
-	if (!strcmp(opt_format, "json")) {
-		json_t *nodes_out = json_array();
-		for (size_t i = 0; i < nnodes; i++) {
-			const json_t *kn = json_array_get(knodes, i);
-			json_t *addr = json_array_get(json_object_get(json_object_get(kn, "status"), "addresses"), 0);
-			json_array_append_new(
-				nodes_out,
-				json_pack("{s:s, s:s, s:s, s:b}", "name", nodes[i].name,
-					  "ip", jstr(addr, "address"), "pod_cidr",
-					  jstr(kn, "spec.podCIDR"), "discovered",
-					  nodes[i].seen));
-		}
-		json_t *doc = json_pack("{s:o, s:o}", "nodes", nodes_out, "pods", chains);
-		char *text = json_dumps(doc, JSON_INDENT(2));
-		printf("%s\n", text);
-		free(text);
-		json_decref(doc);
-	} else {
-		if (!strcmp(opt_format, "dot"))
-			print_dot(chains);
-		else
-			print_table(chains);
-		json_decref(chains);
-	}
-	for (size_t i = 0; i < nnodes; i++) {
-		node_view_free(&nodes[i].view);
-		free(nodes[i].devs);
-	}
-	free(nodes);
+	json_t *doc = topology_doc(pods, services, knodes, true);
 	json_decref(pods);
 	json_decref(services);
 	json_decref(knodes);
-	return 0;
+	return print_doc(doc);
 }

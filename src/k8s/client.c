@@ -265,6 +265,10 @@ static int do_list(struct informer *inf)
 	pthread_mutex_lock(&c->mu);
 	c->stats.lists++;
 	json_t *next = json_object();
+	/* The differences are delivered after the cache is replaced, as a
+	 * watch event is after its cache update: a callback that reads the
+	 * cache (a replan) must see the state the event leads to. */
+	json_t *changes = json_array();
 	size_t i;
 	json_t *obj;
 	json_array_foreach(items, i, obj) {
@@ -274,17 +278,22 @@ static int do_list(struct informer *inf)
 		json_object_set(next, uid, obj);
 		json_t *old = json_object_get(inf->cache, uid);
 		if (!old)
-			deliver(inf, K8S_ADDED, obj);
+			json_array_append_new(changes, json_pack("[i, O]", K8S_ADDED, obj));
 		else if (strcmp(obj_rv(old) ?: "", obj_rv(obj) ?: ""))
-			deliver(inf, K8S_MODIFIED, obj);
+			json_array_append_new(changes, json_pack("[i, O]", K8S_MODIFIED, obj));
 	}
 	const char *uid;
 	json_t *old;
 	json_object_foreach(inf->cache, uid, old)
 		if (!json_object_get(next, uid))
-			deliver(inf, K8S_DELETED, old);
+			json_array_append_new(changes, json_pack("[i, O]", K8S_DELETED, old));
 	json_decref(inf->cache);
 	inf->cache = next;
+	json_t *ch;
+	json_array_foreach(changes, i, ch)
+		deliver(inf, (enum k8s_event_type)json_integer_value(json_array_get(ch, 0)),
+			json_array_get(ch, 1));
+	json_decref(changes);
 	snprintf(inf->rv, sizeof(inf->rv), "%s", list_rv);
 	if (!inf->synced) {
 		inf->synced = true;

@@ -14,6 +14,7 @@
 #include "server/http.h"
 #include "server/series.h"
 #include "server/es.h"
+#include "server/controller.h"
 #include "lib/procstat.h"
 #include "store/store.h"
 
@@ -68,6 +69,7 @@ struct server {
 	uint64_t retention_ns;
 	struct series_set *series;
 	struct es_exporter *es;
+	struct controller *ctl; /* NULL: no Kubernetes controller */
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -85,6 +87,8 @@ static uint64_t opt_retention_ns;
 static long opt_queue_mb;
 static long opt_uploads_max;
 static const char *opt_export_es;
+static const char *opt_kubeconfig;
+static const char *opt_policy;
 
 static const struct opt server_opts[] = {
 	{ "listen", 'l', OPT_STRING, &opt_listen, "ADDR:PORT",
@@ -106,6 +110,13 @@ static const struct opt server_opts[] = {
 	{ "export-es", 0, OPT_STRING, &opt_export_es, "URL",
 	  "also send stored records to Elasticsearch/OpenSearch at URL "
 	  "(_bulk, indices sonde-YYYY.MM.DD, seed 000 Fig. 12 fields)" },
+	{ "kubeconfig", 'k', OPT_STRING, &opt_kubeconfig, "FILE",
+	  "run the Kubernetes controller (informers on pods, services, "
+	  "endpoints, nodes) with this kubeconfig; without it, in-cluster "
+	  "config when the service account's token exists" },
+	{ "policy", 0, OPT_STRING, &opt_policy, "FILE",
+	  "monitoring policy for the sensor plan (docs/k8s.md; default: "
+	  "every pod)" },
 	OPT_END,
 };
 
@@ -123,6 +134,10 @@ static const struct cmd_spec server_spec = {
 		"&node=&since=&until=&limit=\n"
 		"  GET  /v1/count      same filters\n"
 		"  GET  /v1/aggregate  same filters and &interval=DUR\n"
+		"  GET  /v1/topology   with the controller: the topology JSON of "
+		"`sonde topology --json`\n"
+		"  GET  /v1/plan       with the controller: the sensor plan per "
+		"node, with generations\n"
 		"  GET  /metrics       Prometheus exposition\n",
 };
 
@@ -606,6 +621,8 @@ static enum MHD_Result handle_metrics(struct server *s,
 	procstat_write(f);
 	series_write(s->series, f);
 	es_metrics(s->es, f);
+	if (s->ctl)
+		controller_metrics(s->ctl, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -701,6 +718,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		if (!authorized(s, c))
 			return http_error(c, MHD_HTTP_UNAUTHORIZED,
 					  "missing or wrong bearer token");
+		if (!strcmp(url, "/v1/topology") || !strcmp(url, "/v1/plan")) {
+			if (!s->ctl)
+				return http_error(c, MHD_HTTP_NOT_FOUND,
+						  "no Kubernetes controller "
+						  "(start with --kubeconfig)");
+			json_t *doc = url[4] == 't' ? controller_topology(s->ctl)
+						    : controller_plan(s->ctl);
+			if (!doc)
+				return http_retry(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+						  1, "the controller's first "
+						     "lists are not in yet");
+			return http_json(c, MHD_HTTP_OK, doc);
+		}
 		return handle_query(s, c, url);
 	}
 	return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint");
@@ -817,6 +847,24 @@ int cmd_server(int argc, char **argv)
 		log_err("cannot listen on %s (in use? try --listen)", opt_listen);
 		goto out;
 	}
+	/* In-cluster when no kubeconfig is given and the pod has a service
+	 * account: the server's usual deployment. */
+	const char *sa_dir = getenv("SONDE_K8S_SA_DIR");
+	char sa_token[512];
+	snprintf(sa_token, sizeof(sa_token), "%s/token",
+		 sa_dir && *sa_dir ? sa_dir
+				   : "/var/run/secrets/kubernetes.io/serviceaccount");
+	if (opt_kubeconfig ||
+	    (getenv("KUBERNETES_SERVICE_HOST") && !access(sa_token, R_OK))) {
+		s.ctl = controller_start(&s, opt_kubeconfig, opt_policy);
+		if (!s.ctl) {
+			log_err("cannot start the Kubernetes controller");
+			goto out;
+		}
+	} else if (opt_policy) {
+		log_err("--policy needs the controller (--kubeconfig or in-cluster)");
+		goto out;
+	}
 	log_info("sonde server listening on http://%s, store %s:%s",
 		 opt_listen, s.ops->name, target);
 
@@ -873,6 +921,8 @@ out:
 		pthread_mutex_unlock(&s.lock);
 		pthread_join(writer, NULL);
 	}
+	/* After the HTTP daemon: no request reads the controller any more. */
+	controller_stop(s.ctl);
 	es_stop(s.es, 5);
 	if (s.writer)
 		s.ops->close(s.writer);

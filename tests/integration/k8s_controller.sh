@@ -34,7 +34,12 @@ lab move productpage node-2 >/dev/null || fail "move 3 (API down)"
 lab api start
 lab api restart
 lab move coredns node-2 >/dev/null || fail "move 4 (after a restart)"
-sleep 3
+# The client's relist after the restart may wait out its backoff (up to
+# 5 s): wait for the last move's plan instead of a fixed sleep.
+last_new=$(tail -1 /run/sonde-lab/moves.jsonl | jq -r .new_pod)
+wait_for 20 grep -q "\"resource\":\"plan\".*flow/kube-system/$last_new" "$TMP/events.jsonl" ||
+	fail "no plan with $last_new within 20 s of the last move"
+sleep 1 # the Ready MODIFIED that follows
 kill -TERM "$TP"
 wait "$TP"
 assert_eq 0 $? "sonde topology --watch exits 0 on SIGTERM"
