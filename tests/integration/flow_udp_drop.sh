@@ -9,30 +9,8 @@
 #    equals the clsact qdisc's own drop counter.
 source "$(dirname "$0")/../lib.sh"
 
-lab_fresh_up --rate 0
-STATE=/run/sonde-lab/state.json
 PORT=5298
-
-pod() { jq -r --arg w "$1" '[.pods[] | select(.workload == $w)][0].'"$2" $STATE; }
-CW=loadgen SW=""
-cnode=$(pod $CW node)
-for w in ratings-v1 details-v1 reviews-v1 productpage-v1; do
-	[ "$(pod $w node)" != "$cnode" ] && { SW=$w; break; }
-done
-[ -n "$SW" ] || die "no server pod on a node other than $cnode"
-snode=$(pod $SW node) sip=$(pod $SW ip) cip=$(pod $CW ip)
-log "client $CW ($cip, $cnode) -> server $SW ($sip, $snode)"
-
-pids=()
-for node in $cnode $snode; do
-	"$SONDE" agent --node "$node" --interval 500ms --output "$TMP/$node.jsonl" 2>"$TMP/$node.err" &
-	pids+=($!)
-done
-for node in $cnode $snode; do
-	wait_for 20 grep -q "flow sensor attached" "$TMP/$node.err" ||
-		die "agent of $node did not attach: $(cat "$TMP/$node.err")"
-done
-sleep 1.5 # one node rescan after attach: the pods' netns are in the filter
+source "$(dirname "$0")/../lib_flow.sh"
 
 # 1. UDP: iperf3 -u, fixed datagram size
 # The server netns' own UDP counters: datagrams delivered to a socket plus
