@@ -2,6 +2,7 @@
  * prints a table (default) or the API's JSON (--json). Aggregates per
  * interval and workload pair by default; --records lists records. */
 #include "cmds.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 
@@ -78,25 +79,6 @@ static const struct cmd_spec query_spec = {
 		"p50/p99/max of duration_ns (latency: of the records'\np50_ns), "
 		"bytes. Same API: GET $SONDE_SERVER/v1/aggregate|records|count.",
 };
-
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t n, void *ctx)
-{
-	struct body *b = ctx;
-	char *p = realloc(b->p, b->len + size * n + 1);
-
-	if (!p)
-		return 0;
-	memcpy(p + b->len, data, size * n);
-	b->p = p;
-	b->len += size * n;
-	b->p[b->len] = 0;
-	return size * n;
-}
 
 static void add_arg(CURL *curl, char *url, size_t size, const char *name,
 		    const char *value)
@@ -369,7 +351,7 @@ int cmd_query(int argc, char **argv)
 {
 	int npos = 0, rc = 1;
 	char url[2048], auth[512];
-	struct body body = { 0 };
+	struct buf body = { 0 };
 	struct curl_slist *hdrs = NULL;
 	long status = 0;
 
@@ -431,7 +413,7 @@ int cmd_query(int argc, char **argv)
 	}
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
 	CURLcode cc = curl_easy_perform(curl);

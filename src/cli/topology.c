@@ -16,6 +16,7 @@
 #include "cli/topology.h"
 #include "k8s/k8s.h"
 #include "k8s/plan.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "lib/sys.h"
@@ -604,31 +605,13 @@ static int print_doc(json_t *doc)
 	return 0;
 }
 
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t n, void *ctx)
-{
-	struct body *b = ctx;
-	char *p = realloc(b->p, b->len + size * n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->len, data, size * n);
-	b->p = p;
-	b->len += size * n;
-	b->p[b->len] = 0;
-	return size * n;
-}
-
 /* GET SERVER/v1/topology: the same document, built by the server from its
  * informers' cache (no node discovery there: the server does not see the
  * nodes' namespaces). */
 static json_t *fetch_doc(const char *server, const char *token)
 {
 	char url[2048], auth[512];
-	struct body b = { 0 };
+	struct buf b = { 0 };
 	struct curl_slist *hdrs = NULL;
 	long status = 0;
 	json_t *doc = NULL;
@@ -642,7 +625,7 @@ static json_t *fetch_doc(const char *server, const char *token)
 	}
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
 			 (long)(opt_timeout_ns / 1000000));

@@ -1,4 +1,5 @@
 #include "server/es.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 
 #include <curl/curl.h>
@@ -128,24 +129,6 @@ void es_enqueue(struct es_exporter *e, const char *batch_id,
 	}
 }
 
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t on_data(char *d, size_t size, size_t n, void *ctx)
-{
-	struct body *b = ctx;
-	char *p = realloc(b->p, b->len + size * n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->len, d, size * n);
-	b->p = p;
-	b->len += size * n;
-	b->p[b->len] = 0;
-	return size * n;
-}
-
 static void wait_ms(struct es_exporter *e, int64_t ms)
 {
 	int64_t until = now_ns() + ms * 1000000LL;
@@ -192,14 +175,14 @@ static void *es_main(void *arg)
 			fprintf(f, "%s\n%s\n", batch[i].action, batch[i].source);
 		if (f)
 			fclose(f);
-		struct body resp = { 0 };
+		struct buf resp = { 0 };
 		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-ndjson");
 		h = curl_slist_append(h, "Expect:");
 		curl_easy_setopt(curl, CURLOPT_URL, url);
 		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
 		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
 		curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
 		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

@@ -9,6 +9,7 @@
  * batch is acknowledged again and never stored twice. */
 #include "server/server.h"
 #include "cmds.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "server/http.h"
@@ -462,37 +463,10 @@ static int query_from_args(struct MHD_Connection *c, struct store_query *q,
 	return 0;
 }
 
-struct text_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void tb_add(struct text_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
 static int add_record_line(void *ctx, const char *json, size_t len)
 {
-	tb_add(ctx, json, len);
-	tb_add(ctx, "\n", 1);
+	buf_add(ctx, json, len);
+	buf_add(ctx, "\n", 1);
 	return 0;
 }
 
@@ -522,7 +496,7 @@ static enum MHD_Result handle_query(struct server *s, struct MHD_Connection *c,
 	if (query_from_args(c, &q, &err))
 		return http_error(c, MHD_HTTP_BAD_REQUEST, err);
 	if (!strcmp(url, "/v1/records")) {
-		struct text_buf b = { 0 };
+		struct buf b = { 0 };
 		rc = s->ops->records(s->reader, &q, add_record_line, &b);
 		if (rc || b.oom) {
 			free(b.p);

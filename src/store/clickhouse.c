@@ -7,6 +7,7 @@
  * is written after the batch's records: a crash between the two makes the
  * retried batch a duplicate. TTL clauses came in ClickHouse 19.6; on older
  * servers (Debian's 18.16) retention runs as ALTER TABLE ... DELETE. */
+#include "lib/buf.h"
 #include "store/sql.h"
 #include "store/store.h"
 
@@ -25,33 +26,6 @@ struct store {
 	size_t resp_len;
 	long status;
 };
-
-struct growbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void gb_add(struct growbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1 << 16;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
 
 static size_t on_data(char *d, size_t size, size_t n, void *ctx)
 {
@@ -167,7 +141,7 @@ err:
 }
 
 /* TabSeparated escaping of one value. */
-static void tsv_str(struct growbuf *b, const char *v, size_t len)
+static void tsv_str(struct buf *b, const char *v, size_t len)
 {
 	size_t start = 0;
 
@@ -181,29 +155,29 @@ static void tsv_str(struct growbuf *b, const char *v, size_t len)
 		case '\0': rep = "\\0"; break;
 		default: continue;
 		}
-		gb_add(b, v + start, i - start);
-		gb_add(b, rep, 2);
+		buf_add(b, v + start, i - start);
+		buf_add(b, rep, 2);
 		start = i + 1;
 	}
-	gb_add(b, v + start, len - start);
+	buf_add(b, v + start, len - start);
 }
 
-static void tsv_col(struct growbuf *b, const char *v)
+static void tsv_col(struct buf *b, const char *v)
 {
 	tsv_str(b, v, strlen(v));
-	gb_add(b, "\t", 1);
+	buf_add(b, "\t", 1);
 }
 
-static void tsv_int(struct growbuf *b, int64_t v, bool nullable)
+static void tsv_int(struct buf *b, int64_t v, bool nullable)
 {
 	char num[32];
 	int n = (nullable && v < 0) ? snprintf(num, sizeof(num), "\\N\t")
 				    : snprintf(num, sizeof(num), "%lld\t",
 					       (long long)v);
-	gb_add(b, num, (size_t)n);
+	buf_add(b, num, (size_t)n);
 }
 
-static void tsv_endpoint(struct growbuf *b, const struct store_endpoint *e)
+static void tsv_endpoint(struct buf *b, const struct store_endpoint *e)
 {
 	tsv_col(b, e->ip);
 	tsv_int(b, e->port, true);
@@ -216,7 +190,7 @@ static void tsv_endpoint(struct growbuf *b, const struct store_endpoint *e)
 static int ch_append(struct store *s, const char *batch_id,
 		     const struct store_record *recs, size_t n, bool *dup)
 {
-	struct growbuf b = { 0 };
+	struct buf b = { 0 };
 	struct sql_buf q;
 	int rc = 0;
 
@@ -250,7 +224,7 @@ static int ch_append(struct store *s, const char *batch_id,
 		tsv_int(&b, r->count, false);
 		tsv_int(&b, r->bytes, true);
 		tsv_str(&b, r->payload, r->payload_len);
-		gb_add(&b, "\n", 1);
+		buf_add(&b, "\n", 1);
 	}
 	if (b.oom) {
 		rc = -ENOMEM;
@@ -270,7 +244,7 @@ static int ch_append(struct store *s, const char *batch_id,
 		tsv_col(&b, batch_id);
 		tsv_int(&b, newest, false);
 		char cnt[32];
-		gb_add(&b, cnt, (size_t)snprintf(cnt, sizeof(cnt), "%zu\n", n));
+		buf_add(&b, cnt, (size_t)snprintf(cnt, sizeof(cnt), "%zu\n", n));
 		if (b.oom || ch_request(s, "INSERT INTO batches FORMAT "
 					   "TabSeparated",
 					b.p, b.len))
