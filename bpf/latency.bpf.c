@@ -9,8 +9,8 @@
  *
  * Receiver (tc, in the node's netns): the VXLAN device's ingress (inner
  * frame, cross-node traffic) and the host-side veths' egress (towards the
- * pod: same-node traffic and the last hop) parse Ethernet / IPv4 / IPv6 /
- * TCP options, keep packets between monitored pods, and add receive time -
+ * pod: same-node traffic and the last hop) parse Ethernet / IPv4 / IPv6
+ * (and its extension headers) / TCP options, keep packets between monitored pods, and add receive time -
  * send time to a per (source pod, destination pod, hop) log-scale histogram.
  *
  * Both sides read CLOCK_TAI: on real nodes the NTP/PTP-disciplined clock
@@ -31,9 +31,22 @@
 #define IPPROTO_TCP 6
 #define TC_ACT_UNSPEC (-1) /* let the next filter on the hook run too */
 #define TCP_MAX_OPT 40
+/* IPv6 extension headers that may come before TCP. */
+#define IPV6_HOPOPTS 0
+#define IPV6_ROUTING 43
+#define IPV6_FRAGMENT 44
+#define IPV6_AH 51
+#define IPV6_DSTOPTS 60
+#define IPV6_MAX_EXT 4 /* headers walked; a longer chain is not measured */
 
 /* Set by user space before load: stamp one segment in lat_sample. */
 const volatile __u32 lat_sample = 1;
+/* Test aid (agent --latency-test-skew-ns): added to every clock read of
+ * this object, the sender's stamps and the receivers' arrival times alike,
+ * so the node behaves as if its clock ran this far ahead. Lab nodes share
+ * one kernel clock; this is how a test gives one of them a known offset
+ * for the pairwise offset estimate to recover. 0 outside tests. */
+const volatile __s64 lat_test_skew_ns = 0;
 /* Changed by user space at run time (skeleton .bss). */
 __u8 lat_gen = 0;
 __u8 lat_filter_ports = 0;
@@ -92,6 +105,11 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lat_counters SEC(".maps");
+
+static __always_inline __u64 clock_ns(void)
+{
+	return bpf_ktime_get_tai_ns() + (__u64)lat_test_skew_ns;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -217,7 +235,7 @@ int lat_sockops(struct bpf_sock_ops *skops)
 		opt.kind = LAT_OPT_KIND;
 		opt.len = LAT_OPT_LEN;
 		opt.exid = bpf_htons(LAT_OPT_EXID);
-		opt.ts_ns = bpf_cpu_to_be64(bpf_ktime_get_tai_ns());
+		opt.ts_ns = bpf_cpu_to_be64(clock_ns());
 		if (bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0))
 			count(LAT_CNT_TX_STORE_FAIL);
 		else
@@ -354,6 +372,49 @@ static __always_inline void add_sample(struct lat_key *key, __s64 d)
 		h->buckets[b]++;
 }
 
+/* Walks the IPv6 extension headers between the fixed header (ending at
+ * `off`) and TCP: hop-by-hop, routing and destination options (length in
+ * 8-byte units, not counting the first 8), fragment (8 bytes; only the
+ * first fragment holds the TCP header) and AH (4-byte units, plus 2).
+ * Sets *tcp_off and returns 0 when TCP follows within IPV6_MAX_EXT
+ * headers; -1 for anything else (another protocol, ESP, a non-first
+ * fragment, a longer chain, a header cut short): not measured. */
+static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u32 off,
+					 __u8 next, __u32 *tcp_off)
+{
+	__u8 h[4];
+
+#pragma unroll
+	for (int i = 0; i < IPV6_MAX_EXT; i++) {
+		if (next == IPPROTO_TCP)
+			break;
+		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+			return -1;
+		switch (next) {
+		case IPV6_HOPOPTS:
+		case IPV6_ROUTING:
+		case IPV6_DSTOPTS:
+			off += ((__u32)h[1] + 1) * 8;
+			break;
+		case IPV6_FRAGMENT:
+			if ((((__u16)h[2] << 8) | h[3]) & 0xfff8)
+				return -1; /* offset != 0: no TCP header here */
+			off += 8;
+			break;
+		case IPV6_AH:
+			off += ((__u32)h[1] + 2) * 4;
+			break;
+		default:
+			return -1;
+		}
+		next = h[0];
+	}
+	if (next != IPPROTO_TCP)
+		return -1;
+	*tcp_off = off;
+	return 0;
+}
+
 static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 {
 	struct lat_key key = { .hop = hop };
@@ -392,15 +453,13 @@ static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 		struct ipv6hdr ip6;
 
 		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) ||
-		    ip6.nexthdr != IPPROTO_TCP) {
-			/* Extension headers before TCP are not walked. */
+		    skip_ipv6_ext(skb, off + sizeof(ip6), ip6.nexthdr, &off)) {
 			count(LAT_CNT_RX_NOT_TCP);
 			return TC_ACT_UNSPEC;
 		}
 		__builtin_memcpy(key.src.addr, &ip6.saddr, 16);
 		__builtin_memcpy(key.dst.addr, &ip6.daddr, 16);
 		key.src.family = key.dst.family = 6;
-		off += sizeof(ip6);
 	} else {
 		return TC_ACT_UNSPEC; /* ARP and friends */
 	}
@@ -456,7 +515,7 @@ static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 		return TC_ACT_UNSPEC;
 	}
 	key.gen = lat_gen;
-	add_sample(&key, (__s64)(bpf_ktime_get_tai_ns() - w.ts));
+	add_sample(&key, (__s64)(clock_ns() - w.ts));
 	return TC_ACT_UNSPEC;
 }
 

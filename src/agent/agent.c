@@ -69,6 +69,7 @@ static uint64_t opt_interval_ns;
 static bool opt_all_netns;
 static bool opt_no_redact;
 static long opt_latency_sample = 1;
+static long opt_latency_test_skew_ns;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -116,6 +117,9 @@ static const struct opt agent_opts[] = {
 	{ "latency-sample", 0, OPT_INT, &opt_latency_sample, "N",
 	  "latency sensor: stamp one TCP segment in N (1: every segment, "
 	  "with room reserved in each; default 1)" },
+	{ "latency-test-skew-ns", 0, OPT_INT, &opt_latency_test_skew_ns, "NS",
+	  "TEST AID: the latency sensor acts as if this node's clock were NS\n"
+	  "                            ahead (stamps and arrivals); records say so" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -583,6 +587,7 @@ int cmd_agent(int argc, char **argv)
 		return 2;
 	}
 	a.cfg.latency_sample = (uint32_t)opt_latency_sample;
+	a.cfg.latency_test_skew_ns = opt_latency_test_skew_ns;
 	if (resolve_node(&a))
 		goto out;
 	a.cfg.cgroup_root = a.cgroup_root;

@@ -23,6 +23,7 @@ struct agent_config {
 	const char *cgroup_root; /* this node's cgroup v2 root (its pods below) */
 	const char *netns_path;	 /* this node's network namespace */
 	uint32_t latency_sample; /* latency: stamp 1 segment in N (--latency-sample) */
+	int64_t latency_test_skew_ns; /* test aid: pretend this node's clock is ahead */
 };
 
 const struct agent_config *agent_config(const struct agent *a);

@@ -56,6 +56,7 @@ struct lat_sensor {
 	uint64_t interval_start_ns; /* CLOCK_MONOTONIC */
 	uint64_t records;
 	uint32_t sample;
+	int64_t test_skew_ns; /* --latency-test-skew-ns (tests only) */
 };
 
 /* ---- network namespace switching (the agent is single-threaded) */
@@ -442,8 +443,9 @@ static void iso8601(int64_t utc_ns, char *buf, size_t len)
 		 (long long)(utc_ns % 1000000000LL / 1000000));
 }
 
-/* This node's clock discipline, as the kernel knows it (adjtimex). */
-static json_t *clock_state(int64_t *error_ns)
+/* This node's clock discipline, as the kernel knows it (adjtimex). A
+ * test skew, when set, is written next to it: such figures are doctored. */
+static json_t *clock_state(int64_t test_skew_ns, int64_t *error_ns)
 {
 	struct timex tx = { 0 };
 	int state = adjtimex(&tx);
@@ -454,6 +456,8 @@ static json_t *clock_state(int64_t *error_ns)
 	json_object_set_new(c, "maxerror_ns", json_integer(tx.maxerror * 1000LL));
 	json_object_set_new(c, "esterror_ns", json_integer(tx.esterror * 1000LL));
 	json_object_set_new(c, "tai_offset_s", json_integer(tx.tai));
+	if (test_skew_ns)
+		json_object_set_new(c, "test_skew_ns", json_integer(test_skew_ns));
 	*error_ns = tx.maxerror * 1000LL;
 	return c;
 }
@@ -505,7 +509,8 @@ static void emit(struct lat_sensor *s, const struct lat_key *k,
 	json_object_set_new(rec, "interval_ns",
 			    json_integer((json_int_t)(end - start)));
 	json_object_set_new(rec, "sample", json_integer(s->sample));
-	json_object_set_new(rec, "clock", clock_state(&clock_err));
+	json_object_set_new(rec, "clock",
+			    clock_state(s->test_skew_ns, &clock_err));
 	json_object_set_new(rec, "clock_error_ns", json_integer(clock_err));
 	if (upstream) {
 		/* Both hops timed against the same send stamps, on one time
@@ -668,6 +673,12 @@ static int latency_start(struct agent *a, void **state, char *why,
 		goto fail;
 	}
 	s->skel->rodata->lat_sample = s->sample;
+	s->test_skew_ns = cfg->latency_test_skew_ns;
+	s->skel->rodata->lat_test_skew_ns = s->test_skew_ns;
+	if (s->test_skew_ns)
+		log_warn("latency: TEST AID: this node's stamps and arrival "
+			 "times are shifted by %lld ns (--latency-test-skew-ns)",
+			 (long long)s->test_skew_ns);
 	err = latency_bpf__load(s->skel);
 	if (err) {
 		snprintf(why, why_len, "load: %s", strerror(-err));

@@ -2,6 +2,7 @@
  * prints a table (default) or the API's JSON (--json). Aggregates per
  * interval and workload pair by default; --records lists records. */
 #include "cmds.h"
+#include "cli/offsets.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/opts.h"
@@ -30,6 +31,7 @@ static bool opt_json;
 static bool opt_records;
 static bool opt_count;
 static bool opt_hops;
+static bool opt_offsets;
 
 static const struct opt query_opts[] = {
 	{ "service", 's', OPT_STRING, &opt_service, "NAME",
@@ -57,6 +59,9 @@ static const struct opt query_opts[] = {
 	{ "hops", 0, OPT_FLAG, &opt_hops, NULL,
 	  "latency: per workload pair, the per-hop split (sender -> node\n"
 	  "                            ingress, node -> pod) of cross-node records" },
+	{ "offsets", 0, OPT_FLAG, &opt_offsets, NULL,
+	  "latency: per node pair, the clock offset estimated from the two\n"
+	  "                            directions' minima, its bound, corrected p50s" },
 	{ "limit", 0, OPT_INT, &opt_limit, "N",
 	  "with --records: at most N (default 100)" },
 	{ "json", 'j', OPT_FLAG, &opt_json, NULL,
@@ -378,9 +383,16 @@ int cmd_query(int argc, char **argv)
 		curl_easy_cleanup(curl);
 		return 2;
 	}
-	const char *endpoint = opt_count		  ? "count"
-			       : opt_records || opt_hops ? "records"
-							 : "aggregate";
+	if (opt_offsets && (strcmp(kind_of(argv[0]), "latency") || opt_records ||
+			    opt_count || opt_interval || opt_hops)) {
+		fprintf(stderr, "sonde query: --offsets is for latency (no "
+				"--records, --count, --interval, --hops)\n");
+		curl_easy_cleanup(curl);
+		return 2;
+	}
+	bool listing = opt_records || opt_hops || opt_offsets;
+	const char *endpoint = opt_count ? "count" : listing ? "records"
+							     : "aggregate";
 	snprintf(url, sizeof(url), "%s/v1/%s", server, endpoint);
 	add_arg(curl, url, sizeof(url), "kind", kind_of(argv[0]));
 	add_arg(curl, url, sizeof(url), "service", opt_service);
@@ -393,7 +405,7 @@ int cmd_query(int argc, char **argv)
 	 * aggregates take the last hop (sender to pod, measured for same-node
 	 * pairs too) unless asked otherwise. */
 	const char *hop = opt_hop;
-	if (!hop && (opt_hops || (!opt_records && !opt_count)) &&
+	if (!hop && !opt_offsets && (opt_hops || (!opt_records && !opt_count)) &&
 	    !strcmp(kind_of(argv[0]), "latency"))
 		hop = "pod_veth";
 	if (hop && strcmp(hop, "any"))
@@ -401,10 +413,10 @@ int cmd_query(int argc, char **argv)
 	add_arg(curl, url, sizeof(url), "since", opt_since ? opt_since : "15m");
 	add_arg(curl, url, sizeof(url), "until", opt_until);
 	add_arg(curl, url, sizeof(url), "interval", opt_interval);
-	if (opt_records || opt_hops) {
+	if (listing) {
 		char lim[32];
 		snprintf(lim, sizeof(lim), "%ld",
-			 opt_limit > 0 ? opt_limit : opt_hops ? 10000000 : 100);
+			 opt_limit > 0 ? opt_limit : opt_records ? 100 : 10000000);
 		add_arg(curl, url, sizeof(url), "limit", lim);
 	}
 	if (token && token[0]) {
@@ -431,6 +443,19 @@ int cmd_query(int argc, char **argv)
 	}
 	if (opt_hops) {
 		print_hops(body.p ? body.p : "");
+	} else if (opt_offsets) {
+		/* Both directions of a node pair are needed, so it is computed
+		 * here from the records (every hop unless --hop). */
+		json_t *doc = latency_offsets(body.p);
+		if (opt_json) {
+			char *t = json_dumps(doc, JSON_COMPACT);
+			if (t)
+				puts(t);
+			free(t);
+		} else {
+			latency_offsets_print(doc, stdout);
+		}
+		json_decref(doc);
 	} else if (opt_json || !body.p) {
 		if (body.p)
 			fputs(body.p, stdout);

@@ -7,6 +7,14 @@
  * Needs root and BPF: skipped otherwise. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,6 +129,84 @@ static size_t build(uint8_t *buf, int v6, const char *src, const char *dst,
 	return off + tcplen;
 }
 
+/* An IPv6 frame as build() makes it, with `ext` (extlen bytes of extension
+ * headers, their own next-header fields set by the caller) inserted between
+ * the fixed header and TCP; the fixed header's next header becomes `first`. */
+static size_t build6_ext(uint8_t *buf, uint8_t first, const uint8_t *ext,
+			 size_t extlen, const uint8_t *opts, size_t optlen)
+{
+	size_t len = build(buf, 1, SRC6, DST6, 43210, 9080, opts, optlen, 0);
+	size_t tcp = 14 + 40, plen = len - tcp + extlen;
+
+	memmove(buf + tcp + extlen, buf + tcp, len - tcp);
+	memcpy(buf + tcp, ext, extlen);
+	buf[14 + 4] = (uint8_t)(plen >> 8);
+	buf[14 + 5] = (uint8_t)plen;
+	buf[14 + 6] = first;
+	return len + extlen;
+}
+
+/* A generic extension header (hop-by-hop, routing, destination options) of
+ * 8 * (1 + units) bytes, padded with PadN. */
+static size_t ext_generic(uint8_t *p, uint8_t next, uint8_t units)
+{
+	size_t n = 8 * (1 + (size_t)units);
+
+	memset(p, 0, n);
+	p[0] = next;
+	p[1] = units;
+	p[2] = 1; /* PadN over the rest */
+	p[3] = (uint8_t)(n - 4);
+	return n;
+}
+
+static size_t ext_fragment(uint8_t *p, uint8_t next, uint16_t offset8, int more)
+{
+	memset(p, 0, 8);
+	p[0] = next;
+	p[2] = (uint8_t)((offset8 << 3) >> 8);
+	p[3] = (uint8_t)(((offset8 << 3) & 0xf8) | (more ? 1 : 0));
+	p[7] = 0x2a; /* identification */
+	return 8;
+}
+
+/* The frame as the underlay carries it: Ethernet, IPv4, UDP to 8472,
+ * VXLAN (VNI 1), then `inner` (what flannel.1 delivers after decap). */
+static size_t wrap_vxlan(uint8_t *out, const uint8_t *inner, size_t innerlen)
+{
+	size_t udplen = 8 + 8 + innerlen;
+
+	memset(out, 0, 14 + 20 + udplen);
+	out[12] = 0x08;
+	out[14] = 0x45;
+	out[14 + 2] = (uint8_t)((20 + udplen) >> 8);
+	out[14 + 3] = (uint8_t)(20 + udplen);
+	out[14 + 8] = 64;
+	out[14 + 9] = 17; /* UDP */
+	inet_pton(AF_INET, "192.168.77.2", out + 14 + 12);
+	inet_pton(AF_INET, "192.168.77.1", out + 14 + 16);
+	out[34 + 0] = 0xa1; /* source port, any */
+	out[34 + 2] = 0x21; /* 8472 */
+	out[34 + 3] = 0x18;
+	out[34 + 4] = (uint8_t)(udplen >> 8);
+	out[34 + 5] = (uint8_t)udplen;
+	out[42] = 0x08; /* VXLAN: VNI present, VNI 1 */
+	out[42 + 6] = 1;
+	memcpy(out + 50, inner, innerlen);
+	return 50 + innerlen;
+}
+
+/* Adds one 802.1Q tag after the MAC addresses. */
+static size_t add_vlan(uint8_t *buf, size_t len)
+{
+	memmove(buf + 16, buf + 12, len - 12);
+	buf[12] = 0x81;
+	buf[13] = 0x00;
+	buf[14] = 0x00;
+	buf[15] = 0x05;
+	return len + 4;
+}
+
 static uint64_t counter(enum lat_counter c)
 {
 	uint64_t vals[256] = { 0 }, sum = 0;
@@ -136,10 +222,10 @@ static uint64_t counter(enum lat_counter c)
 }
 
 /* Sums a histogram over CPUs; 0 when the key has none. */
-static uint64_t hist(int v6, const char *src, const char *dst, int64_t *min,
-		     int64_t *max, uint32_t *bucket)
+static uint64_t hist_hop(int v6, const char *src, const char *dst, uint8_t hop,
+			 int64_t *min, int64_t *max, uint32_t *bucket)
 {
-	struct lat_key key = { .hop = LAT_HOP_VXLAN };
+	struct lat_key key = { .hop = hop };
 	size_t vsize = (sizeof(struct lat_hist) + 7) & ~(size_t)7;
 	char *vals = calloc((size_t)ncpus, vsize);
 	uint64_t n = 0;
@@ -156,15 +242,23 @@ static uint64_t hist(int v6, const char *src, const char *dst, int64_t *min,
 		const struct lat_hist *h = (const void *)(vals + (size_t)c * vsize);
 		if (!h->count)
 			continue;
+		if (!n || h->min_ns < *min)
+			*min = h->min_ns;
+		if (!n || h->max_ns > *max)
+			*max = h->max_ns;
 		n += h->count;
-		*min = h->min_ns;
-		*max = h->max_ns;
 		for (uint32_t b = 0; b < LAT_NBUCKETS; b++)
 			if (h->buckets[b])
 				*bucket = b;
 	}
 	free(vals);
 	return n;
+}
+
+static uint64_t hist(int v6, const char *src, const char *dst, int64_t *min,
+		     int64_t *max, uint32_t *bucket)
+{
+	return hist_hop(v6, src, dst, LAT_HOP_VXLAN, min, max, bucket);
 }
 
 static void run(const uint8_t *pkt, size_t len)
@@ -337,6 +431,120 @@ static void test_good_ipv6(void **state)
 	assert_true(min < (int64_t)(DELAY_NS + 1000000000ull));
 }
 
+/* IPv6 packets that must not be measured are counted like IPv4 ones. */
+static void test_ipv6_ignored(void **state)
+{
+	uint8_t o[40], pkt[256];
+	(void)state;
+	NEED_BPF();
+	uint64_t none = counter(LAT_CNT_RX_NO_OPTION);
+	uint64_t trunc = counter(LAT_CNT_RX_TRUNCATED);
+	uint64_t other = counter(LAT_CNT_RX_OTHER_EXID);
+	uint64_t measured = counter(LAT_CNT_RX_MEASURED);
+
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, 0, 0));
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, opt_ts_only(o), 0));
+	opt_ours(o, LAT_OPT_EXID, LAT_OPT_LEN);
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, 16, 0)); /* cut */
+	size_t n = opt_ours(o, LAT_OPT_EXID, 8);
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, n, 0)); /* short */
+	n = opt_ours(o, LAT_OPT_EXID, LAT_OPT_LEN);
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, n, 15)); /* doff */
+	n = opt_ours(o, 0x1234, LAT_OPT_LEN);
+	run(pkt, build(pkt, 1, SRC6, DST6, 43210, 9080, o, n, 0));
+	assert_int_equal(counter(LAT_CNT_RX_NO_OPTION), none + 2);
+	assert_int_equal(counter(LAT_CNT_RX_TRUNCATED), trunc + 3);
+	assert_int_equal(counter(LAT_CNT_RX_OTHER_EXID), other + 1);
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured);
+}
+
+/* TCP behind IPv6 extension headers is found (hop-by-hop, destination
+ * options, routing, a first fragment, AH); a non-first fragment, ESP, a
+ * chain longer than the parser walks, or a header cut by the end of the
+ * packet is counted as not TCP and never measured. */
+static void test_ipv6_ext_headers(void **state)
+{
+	uint8_t o[40], pkt[512], ext[128];
+	int64_t min = 0, max = 0;
+	uint32_t b = 0;
+	size_t e, n;
+	(void)state;
+	NEED_BPF();
+	n = opt_ours(o, LAT_OPT_EXID, LAT_OPT_LEN);
+	uint64_t before = hist(1, SRC6, DST6, &min, &max, &b);
+	uint64_t measured = counter(LAT_CNT_RX_MEASURED);
+	uint64_t not_tcp = counter(LAT_CNT_RX_NOT_TCP);
+
+	/* hop-by-hop (8) -> destination options (16) -> fragment (first,
+	 * more to come) -> TCP */
+	e = ext_generic(ext, 60, 0);
+	e += ext_generic(ext + e, 44, 1);
+	e += ext_fragment(ext + e, 6, 0, 1);
+	run(pkt, build6_ext(pkt, 0, ext, e, o, n));
+	/* routing (24) -> AH (4 * (2 + 4) = 24 bytes) -> TCP */
+	e = ext_generic(ext, 51, 2);
+	memset(ext + e, 0, 24);
+	ext[e] = 6;
+	ext[e + 1] = 4;
+	e += 24;
+	run(pkt, build6_ext(pkt, 43, ext, e, o, n));
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured + 2);
+	assert_int_equal(hist(1, SRC6, DST6, &min, &max, &b), before + 2);
+	assert_true(min >= (int64_t)DELAY_NS);
+	assert_true(max < (int64_t)(DELAY_NS + 1000000000ull));
+
+	/* a non-first fragment: its payload is not a TCP header */
+	e = ext_fragment(ext, 6, 185, 0);
+	run(pkt, build6_ext(pkt, 44, ext, e, o, n));
+	/* ESP: encrypted, nothing to read */
+	memset(ext, 0, 8);
+	run(pkt, build6_ext(pkt, 50, ext, 8, o, n));
+	/* five headers: more than the parser walks */
+	e = 0;
+	for (int i = 0; i < 5; i++)
+		e += ext_generic(ext + e, i == 4 ? 6 : 60, 0);
+	run(pkt, build6_ext(pkt, 60, ext, e, o, n));
+	/* a destination-options header claiming 2 KiB the packet has not */
+	ext_generic(ext, 6, 0);
+	ext[1] = 255;
+	size_t len = build6_ext(pkt, 60, ext, 8, o, 0);
+	run(pkt, len);
+	assert_int_equal(counter(LAT_CNT_RX_NOT_TCP), not_tcp + 4);
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured + 2);
+}
+
+/* VXLAN: flannel.1's ingress sees the inner frame after decapsulation (own
+ * MACs, possibly a VLAN tag): an inner IPv6 packet is measured. The same
+ * frame still wrapped in the underlay's IPv4/UDP/VXLAN headers (where the
+ * program is not attached, but nothing stops an operator) is UDP: counted
+ * as not TCP, never read as a stamp, although our option bytes are inside. */
+static void test_vxlan_inner_ipv6(void **state)
+{
+	uint8_t o[40], inner[256], pkt[512];
+	int64_t min = 0, max = 0;
+	uint32_t b = 0;
+	(void)state;
+	NEED_BPF();
+	size_t n = opt_ours(o, LAT_OPT_EXID, LAT_OPT_LEN);
+	size_t ilen = build(inner, 1, SRC6, DST6, 43210, 9080, o, n, 0);
+	uint64_t before = hist(1, SRC6, DST6, &min, &max, &b);
+	uint64_t measured = counter(LAT_CNT_RX_MEASURED);
+	uint64_t not_tcp = counter(LAT_CNT_RX_NOT_TCP);
+
+	memset(inner, 0x02, 12); /* flannel.1's MACs */
+	run(pkt, wrap_vxlan(pkt, inner, ilen));
+	assert_int_equal(counter(LAT_CNT_RX_NOT_TCP), not_tcp + 1);
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured);
+
+	run(inner, ilen);
+	memcpy(pkt, inner, ilen);
+	run(pkt, add_vlan(pkt, ilen));
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured + 2);
+	assert_int_equal(hist(1, SRC6, DST6, &min, &max, &b), before + 2);
+	assert_true(min >= (int64_t)DELAY_NS);
+	assert_true(max < (int64_t)(DELAY_NS + 1000000000ull));
+}
+
 static void test_unmonitored(void **state)
 {
 	uint8_t o[40], pkt[256];
@@ -352,6 +560,150 @@ static void test_unmonitored(void **state)
 	run(pkt, build(pkt, 0, SRC4, "10.244.9.9", 43210, 9080, o, n, 0));
 	assert_int_equal(counter(LAT_CNT_RX_FILTERED), filtered + 2);
 	assert_int_equal(hist(0, "10.244.9.9", DST4, &min, &max, &b), 0);
+}
+
+/* The cgroup v2 mount (not always /sys/fs/cgroup: hybrid hosts). */
+static int cgroup2_mount(char *out, size_t len)
+{
+	char dev[256], dir[256], type[64];
+	FILE *f = fopen("/proc/mounts", "r");
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3)
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(out, len, "%s", dir);
+			found = 0;
+			break;
+		}
+	fclose(f);
+	return found;
+}
+
+/* The child of test_ipv6_sockops_loopback, in its own network namespace
+ * and the test cgroup: the receiver on lo's ingress, then a TCP connection
+ * over ::1 exchanging `msgs` small messages each way. Exit status 0 when
+ * everything went through. */
+static int ipv6_loopback_child(const char *cgroup, int msgs)
+{
+	struct sockaddr_in6 addr = { .sin6_family = AF_INET6,
+				     .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	socklen_t alen = sizeof(addr);
+	struct ifreq ifr = { .ifr_name = "lo" };
+	char path[600], pid[32], buf[64];
+	int fd, sk, ls, cs, as;
+
+	if (unshare(CLONE_NEWNET))
+		return 10;
+	sk = socket(AF_INET, SOCK_DGRAM, 0);
+	if (sk < 0 || ioctl(sk, SIOCGIFFLAGS, &ifr))
+		return 11;
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(sk, SIOCSIFFLAGS, &ifr))
+		return 12;
+	close(sk);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)if_nametoindex("lo"),
+		    .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, topts,
+		    .prog_fd = bpf_program__fd(skel->progs.lat_rx_veth));
+	if (bpf_tc_hook_create(&hook) || bpf_tc_attach(&hook, &topts))
+		return 13;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, pid, strlen(pid)) < 0)
+		return 14;
+	close(fd);
+	/* Sockets made from here on belong to the cgroup: sock_ops runs. */
+	ls = socket(AF_INET6, SOCK_STREAM, 0);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&addr, sizeof(addr)) ||
+	    listen(ls, 1) || getsockname(ls, (struct sockaddr *)&addr, &alen))
+		return 15;
+	cs = socket(AF_INET6, SOCK_STREAM, 0);
+	if (cs < 0 || connect(cs, (struct sockaddr *)&addr, sizeof(addr)))
+		return 16;
+	as = accept(ls, NULL, NULL);
+	if (as < 0)
+		return 17;
+	for (int i = 0; i < msgs; i++) {
+		/* one request, one reply, as an RPC would */
+		if (send(cs, "ping", 4, 0) != 4 ||
+		    recv(as, buf, 4, MSG_WAITALL) != 4 ||
+		    send(as, "pong", 4, 0) != 4 ||
+		    recv(cs, buf, 4, MSG_WAITALL) != 4)
+			return 18;
+		usleep(2000);
+	}
+	close(cs);
+	close(as);
+	close(ls);
+	return 0;
+}
+
+/* Sender and receiver on real IPv6 packets: the sock_ops program attached
+ * to a cgroup stamps a TCP connection over ::1 of a process in it (both
+ * ends are monitored pods: ::1), and the tc receiver on lo measures the
+ * stamped segments. Ground truth: the messages the child sent. */
+static void test_ipv6_sockops_loopback(void **state)
+{
+	const int msgs = 20;
+	char mount[256], cgroup[512];
+	struct bpf_link *link;
+	int64_t min = 0, max = 0;
+	uint32_t b = 0;
+	int cgfd, status = -1;
+	pid_t child;
+	(void)state;
+	NEED_BPF();
+	if (cgroup2_mount(mount, sizeof(mount)))
+		skip();
+	snprintf(cgroup, sizeof(cgroup), "%s/sonde-unit-latency-%d", mount,
+		 getpid());
+	assert_int_equal(mkdir(cgroup, 0755), 0);
+	cgfd = open(cgroup, O_RDONLY | O_DIRECTORY);
+	assert_true(cgfd >= 0);
+	link = bpf_program__attach_cgroup(skel->progs.lat_sockops, cgfd);
+	close(cgfd);
+	assert_non_null(link);
+
+	struct lat_addr lo6 = { .family = 6 };
+	struct lat_pod any = { { 0 } };
+	uint8_t one = 1;
+	lo6.addr[15] = 1;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.tx_local),
+					     &lo6, &one, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.rx_dst),
+					     &lo6, &any, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.rx_src),
+					     &lo6, &any, BPF_ANY), 0);
+	uint64_t socks = counter(LAT_CNT_TX_SOCKS);
+	uint64_t stamped = counter(LAT_CNT_TX_STAMPED);
+
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		_exit(ipv6_loopback_child(cgroup, msgs));
+	assert_int_equal(waitpid(child, &status, 0), child);
+	bpf_link__destroy(link);
+	rmdir(cgroup);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	/* Both ends stamp: the client's requests and the server's replies,
+	 * plus ACKs and the FINs. */
+	assert_int_equal(counter(LAT_CNT_TX_SOCKS), socks + 2);
+	assert_true(counter(LAT_CNT_TX_STAMPED) >= stamped + 2 * (uint64_t)msgs);
+	uint64_t n = hist_hop(1, "::1", "::1", LAT_HOP_POD_VETH, &min, &max, &b);
+	print_message("::1 over lo: %llu segments stamped, %llu measured, "
+		      "%lld..%lld ns\n",
+		      (unsigned long long)(counter(LAT_CNT_TX_STAMPED) - stamped),
+		      (unsigned long long)n, (long long)min, (long long)max);
+	assert_true(n >= 2 * (uint64_t)msgs);
+	assert_true(n <= counter(LAT_CNT_TX_STAMPED) - stamped);
+	/* Loopback, same clock: between 0 and far below a second. */
+	assert_true(min >= 0);
+	assert_true(max < 1000000000);
 }
 
 /* Buckets: exact below 128 ns, contiguous, each at most 1/128 wide. */
@@ -382,6 +734,10 @@ int main(void)
 		cmocka_unit_test(test_truncated_option),
 		cmocka_unit_test(test_other_exid),
 		cmocka_unit_test(test_good_ipv6),
+		cmocka_unit_test(test_ipv6_ignored),
+		cmocka_unit_test(test_ipv6_ext_headers),
+		cmocka_unit_test(test_vxlan_inner_ipv6),
+		cmocka_unit_test(test_ipv6_sockops_loopback),
 		cmocka_unit_test(test_unmonitored),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
