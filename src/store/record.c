@@ -83,7 +83,11 @@ int store_record_parse(const char *json, size_t len, struct store_record *r)
 	if (!strcmp(r->kind, "flow")) {
 		copy_str(r->event, sizeof(r->event),
 			 json_object_get(o, "event"));
-		r->duration_ns = get_int(o, "duration_ns");
+		/* A flow's duration is its whole life, known once, at close:
+		 * interval records (UDP ones carry the span so far) would put
+		 * each long flow into the percentiles once per interval. */
+		if (!strcmp(r->event, "close"))
+			r->duration_ns = get_int(o, "duration_ns");
 		/* A close that never completed its handshake is a failed
 		 * connection: the flow "error" of the aggregates. */
 		if (!strcmp(r->event, "close"))

@@ -81,6 +81,18 @@ static void test_parse(void **st)
 	assert_string_equal(r.dst.service, "");
 	assert_int_equal(r.duration_ns, -1);
 	free(j);
+	/* A flow's duration counts at close only (UDP intervals carry the
+	 * span so far). */
+	j = rec_json("flow", 1, "a", "sa", "b", NULL,
+		     ",\"event\":\"interval\",\"duration_ns\":42000000000");
+	assert_int_equal(store_record_parse(j, strlen(j), &r), 0);
+	assert_int_equal(r.duration_ns, -1);
+	free(j);
+	j = rec_json("flow", 1, "a", "sa", "b", NULL,
+		     ",\"event\":\"close\",\"duration_ns\":42000000000");
+	assert_int_equal(store_record_parse(j, strlen(j), &r), 0);
+	assert_int_equal(r.duration_ns, 42000000000LL);
+	free(j);
 	/* A client's end at a cluster IP takes its backend pod's names (the
 	 * cluster IP stays in ip); an end with a pod keeps its own. */
 	const char *cj =
