@@ -15,6 +15,7 @@
 #include "l7.skel.h"
 #include "l7/dns.h"
 #include "l7/http.h"
+#include "l7/jsonw.h"
 #include "lib/log.h"
 
 #include <bpf/bpf.h>
@@ -76,6 +77,12 @@ struct conn {
 	uint64_t pre_enter[2], pre_exit[2];
 	/* Endpoints and process, from the latest event. */
 	struct l7_event id;
+	/* `"side":..,"src":{..},"dst":{..}` as JSON text, made once per
+	 * connection (and again each tick epoch, so that metadata learnt later
+	 * reaches its records): attributing both ends is most of a record's
+	 * cost and does not change along a connection. */
+	char *ends;
+	unsigned ends_epoch;
 	struct http_conn *http;
 	struct dns_dir *dns[2];
 };
@@ -103,6 +110,7 @@ struct l7_sensor {
 	struct dns_pending *dns;
 	size_t ndns;
 	uint64_t last_event_ns;
+	unsigned epoch; /* bumped every tick: cached endpoint text expires */
 	/* counters for the status line */
 	uint64_t http_records, http_partial, dns_records, dns_timeouts,
 		dns_partial, seq_holes, conn_table_full, dns_table_full,
@@ -142,31 +150,38 @@ static void set_ends(struct l7_sensor *s, json_t *rec, const struct l7_event *e,
 	json_object_set_new(rec, "dst", client ? remote : local);
 }
 
-static void set_partial(json_t *rec, unsigned bits)
+/* The connection's ends as JSON text, made once per tick epoch. */
+static const char *conn_ends(struct conn *c)
 {
-	static const struct {
-		unsigned bit;
-		const char *name;
-	} reasons[] = {
-		{ HTTP_P_GAP, "not_captured" },
-		{ HTTP_P_LOST, "events_lost" },
-		{ HTTP_P_TRUNCATED, "uri_truncated" },
-		{ HTTP_P_EOF, "connection_ended" },
-		{ HTTP_P_MALFORMED, "malformed" },
-		{ HTTP_P_NO_REQUEST, "request_not_seen" },
-		{ HTTP_P_NO_RESPONSE, "no_response" },
-	};
-	json_t *list;
+	struct l7_sensor *s = c->s;
+	json_t *tmp;
 
-	json_object_set_new(rec, "partial", json_boolean(bits != 0));
-	if (!bits)
-		return;
-	list = json_array();
-	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-		if (bits & reasons[i].bit)
-			json_array_append_new(list, json_string(reasons[i].name));
-	json_object_set_new(rec, "partial_reasons", list);
+	if (c->ends && c->ends_epoch == s->epoch)
+		return c->ends;
+	free(c->ends);
+	tmp = json_object();
+	set_ends(s, tmp, &c->id, c->id.raddr, c->id.rport, c->client);
+	c->ends = json_dumps(tmp, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(tmp);
+	c->ends_epoch = s->epoch;
+	if (c->ends) {
+		/* Keep only the members: strip the braces. */
+		size_t n = strlen(c->ends);
+		memmove(c->ends, c->ends + 1, n - 2);
+		c->ends[n - 2] = '\0';
+	}
+	return c->ends;
 }
+
+static const char *const partial_names[] = {
+	"not_captured",	    /* HTTP_P_GAP */
+	"events_lost",	    /* HTTP_P_LOST */
+	"uri_truncated",    /* HTTP_P_TRUNCATED */
+	"connection_ended", /* HTTP_P_EOF */
+	"malformed",	    /* HTTP_P_MALFORMED */
+	"request_not_seen", /* HTTP_P_NO_REQUEST */
+	"no_response",	    /* HTTP_P_NO_RESPONSE */
+};
 
 static void emit_http(struct conn *c, const struct pending_req *rq,
 		      const struct http_msg *rs, unsigned extra)
@@ -178,7 +193,10 @@ static void emit_http(struct conn *c, const struct pending_req *rq,
 	 * completed the response. Server: from the read that brought the
 	 * request's first byte to the write that completed the response. */
 	uint64_t start = 0, first = 0, end = 0;
-	json_t *rec;
+	/* The URI (escaped up to 6 bytes per byte) and the rest. */
+	char buf[HTTP_URI_MAX * 6 + 4096];
+	const char *ends = conn_ends(c);
+	struct jsonw w;
 
 	if (rq)
 		start = c->client ? rq->first_enter_ns : rq->first_exit_ns;
@@ -188,47 +206,88 @@ static void emit_http(struct conn *c, const struct pending_req *rq,
 		first = c->client ? rs->first_exit_ns : rs->first_enter_ns;
 		end = rs->last_exit_ns;
 	}
-	rec = agent_record(s->agent, "http", start);
-	set_ends(s, rec, &c->id, c->id.raddr, c->id.rport, c->client);
-	json_object_set_new(rec, "proto", json_string("http"));
+	jw_init(&w, buf, sizeof(buf));
+	jw_open(&w);
+	jw_key(&w, "kind");
+	jw_raw(&w, "\"http\"", 6);
+	jw_key(&w, "time_ns");
+	jw_i64(&w, (int64_t)start + agent_mono_to_real(s->agent));
+	jw_key(&w, "node");
+	jw_str(&w, agent_node_name(s->agent));
+	if (ends && *ends) {
+		jw_raw(&w, ",", 1);
+		jw_raw(&w, ends, strlen(ends));
+	}
+	jw_key(&w, "proto");
+	jw_raw(&w, "\"http\"", 6);
 	if (rq) {
 		char uri[HTTP_URI_MAX + 16];
 		bool cut = false;
-		json_object_set_new(rec, "method", json_string(rq->method));
+		jw_key(&w, "method");
+		jw_str(&w, rq->method);
 		if (s->redact)
 			cut = http_redact_uri(rq->uri, uri, sizeof(uri));
 		else
 			snprintf(uri, sizeof(uri), "%s", rq->uri);
-		json_object_set_new(rec, "uri", json_string(uri));
-		if (cut)
-			json_object_set_new(rec, "query_redacted", json_true());
-		json_object_set_new(rec, "version",
-				    json_string(rq->version == 10 ? "HTTP/1.0"
-								  : "HTTP/1.1"));
-		json_object_set_new(rec, "request_bytes",
-				    json_integer((json_int_t)rq->bytes));
+		jw_key(&w, "uri");
+		jw_str(&w, uri);
+		if (cut) {
+			jw_key(&w, "query_redacted");
+			jw_raw(&w, "true", 4);
+		}
+		jw_key(&w, "version");
+		jw_str(&w, rq->version == 10 ? "HTTP/1.0" : "HTTP/1.1");
+		jw_key(&w, "request_bytes");
+		jw_u64(&w, rq->bytes);
 	}
 	if (rs) {
-		if (rs->head_done)
-			json_object_set_new(rec, "status",
-					    json_integer(rs->status));
-		json_object_set_new(rec, "response_bytes",
-				    json_integer((json_int_t)(rs->head_bytes +
-							      rs->body_bytes)));
-		if (rs->head_done && rs->chunked)
-			json_object_set_new(rec, "chunked", json_true());
+		if (rs->head_done) {
+			jw_key(&w, "status");
+			jw_i64(&w, rs->status);
+		}
+		jw_key(&w, "response_bytes");
+		jw_u64(&w, rs->head_bytes + rs->body_bytes);
+		if (rs->head_done && rs->chunked) {
+			jw_key(&w, "chunked");
+			jw_raw(&w, "true", 4);
+		}
 	}
 	if (rq && rs && end >= start) {
-		json_object_set_new(rec, "duration_ns",
-				    json_integer((json_int_t)(end - start)));
-		if (first >= start)
-			json_object_set_new(rec, "ttfb_ns",
-					    json_integer((json_int_t)(first -
-								      start)));
+		jw_key(&w, "duration_ns");
+		jw_u64(&w, end - start);
+		if (first >= start) {
+			jw_key(&w, "ttfb_ns");
+			jw_u64(&w, first - start);
+		}
 	}
-	set_partial(rec, partial);
-	set_process(rec, &c->id);
-	agent_emit(s->agent, rec);
+	jw_key(&w, "partial");
+	jw_raw(&w, partial ? "true" : "false", partial ? 4 : 5);
+	if (partial) {
+		bool any = false;
+		jw_key(&w, "partial_reasons");
+		jw_raw(&w, "[", 1);
+		for (size_t i = 0;
+		     i < sizeof(partial_names) / sizeof(partial_names[0]); i++) {
+			if (!(partial & (1u << i)))
+				continue;
+			if (any)
+				jw_raw(&w, ",", 1);
+			jw_str(&w, partial_names[i]);
+			any = true;
+		}
+		jw_raw(&w, "]", 1);
+	}
+	jw_key(&w, "pid");
+	jw_u64(&w, c->id.tgid);
+	jw_key(&w, "comm");
+	jw_strn(&w, c->id.comm, strnlen(c->id.comm, L7_COMM_LEN));
+	jw_key(&w, "netns");
+	jw_u64(&w, c->id.netns);
+	jw_close(&w);
+	if (jw_text(&w))
+		agent_emit_line(s->agent, jw_text(&w));
+	else
+		log_warn("l7: an http record did not fit its buffer");
 	s->http_records++;
 	if (partial)
 		s->http_partial++;
@@ -527,6 +586,7 @@ static void conn_close(struct l7_sensor *s, struct conn *c, uint64_t now)
 	}
 	free(c->dns[0]);
 	free(c->dns[1]);
+	free(c->ends);
 	while (*pp && *pp != c)
 		pp = &(*pp)->next;
 	if (*pp)
@@ -828,6 +888,7 @@ static void l7_tick(void *state)
 
 	/* The kernel wakes us only when much is waiting: drain the rest. */
 	ring_buffer__consume(s->rb);
+	s->epoch++;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	dns_expire(s, now, false);
