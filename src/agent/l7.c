@@ -66,6 +66,7 @@ struct conn {
 	enum conn_kind kind;
 	bool client;	/* this socket sends the requests / queries */
 	int tries;
+	uint16_t sk_gen; /* the kernel's entry for this socket (l7_socks) */
 	bool seq_seen[2];
 	uint32_t seq_next[2];
 	uint64_t last_ns;
@@ -114,7 +115,7 @@ struct l7_sensor {
 	/* counters for the status line */
 	uint64_t http_records, http_partial, dns_records, dns_timeouts,
 		dns_partial, seq_holes, conn_table_full, dns_table_full,
-		pipeline_overflow, malformed;
+		pipeline_overflow, malformed, ignored_sockets;
 };
 
 /* ---- records */
@@ -663,6 +664,24 @@ static bool may_start(const uint8_t *d, size_t n)
 	return n < 14;
 }
 
+/* Neither HTTP nor DNS: tell the kernel to stop capturing this socket, so
+ * that its later syscalls cost a map lookup and no copy, ring space or
+ * wake-up. Only if the kernel's entry is still the one of this socket (same
+ * generation): the socket may have closed and its address been reused
+ * while these events waited in the ring. */
+static void ignore_in_kernel(struct conn *c, const struct l7_event *e)
+{
+	int fd = bpf_map__fd(c->s->skel->maps.l7_socks);
+	struct l7_sock st;
+
+	if (e->proto != IPPROTO_TCP ||
+	    bpf_map_lookup_elem(fd, &c->sk, &st) || st.gen != e->sk_gen)
+		return;
+	st.ignore = 1;
+	if (!bpf_map_update_elem(fd, &c->sk, &st, BPF_EXIST))
+		c->s->ignored_sockets++;
+}
+
 /* An unclassified connection's piece: classify on what this direction
  * brought so far; once known, replay the kept bytes, then the piece.
  * Pieces that cannot open a message (a connection first seen in the middle,
@@ -676,6 +695,7 @@ static void classify_event(struct conn *c, const struct l7_event *e)
 
 	if (++c->tries > CLASSIFY_TRIES) {
 		c->kind = CK_OTHER;
+		ignore_in_kernel(c, e);
 		return;
 	}
 	if (e->cap < e->len) {
@@ -742,9 +762,16 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	c = conn_find(s, e->sock, true);
 	if (!c)
 		return;
-	/* Sequence back at 0: the kernel forgot this socket (its close, which
-	 * we missed, or an LRU eviction) and the address may be a new socket.
-	 * End the old one (what was in flight is written partial). */
+	/* Another generation, or sequence back at 0: the kernel forgot this
+	 * socket (its close, which we missed, or an LRU eviction) and the
+	 * address may be a new socket. End the old one (what was in flight
+	 * is written partial). */
+	if ((c->seq_seen[0] || c->seq_seen[1]) && c->sk_gen != e->sk_gen) {
+		conn_close(s, c, e->ts_ns);
+		c = conn_find(s, e->sock, true);
+		if (!c)
+			return;
+	}
 	if (c->seq_seen[e->dir] && e->seq == 0 && c->seq_next[e->dir] != 0) {
 		conn_close(s, c, e->ts_ns);
 		c = conn_find(s, e->sock, true);
@@ -763,6 +790,7 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	}
 	c->seq_seen[e->dir] = true;
 	c->seq_next[e->dir] = e->seq + 1;
+	c->sk_gen = e->sk_gen;
 	c->last_ns = e->ts_ns;
 	memcpy(&c->id, e, L7_EVENT_HDR);
 
@@ -910,6 +938,7 @@ static void l7_status(void *state, json_t *out)
 		[L7_CNT_STASH_FULL] = "lost_syscall_map_full",
 		[L7_CNT_TRUNCATED] = "truncated_captures",
 		[L7_CNT_READ_FAULT] = "lost_read_fault",
+		[L7_CNT_IGNORED] = "ignored_syscalls",
 	};
 	struct l7_sensor *s = state;
 	int fd = bpf_map__fd(s->skel->maps.l7_counters);
@@ -933,6 +962,8 @@ static void l7_status(void *state, json_t *out)
 			    json_integer((json_int_t)s->dns_table_full));
 	json_object_set_new(out, "pipeline_overflow",
 			    json_integer((json_int_t)s->pipeline_overflow));
+	json_object_set_new(out, "ignored_sockets",
+			    json_integer((json_int_t)s->ignored_sockets));
 	json_object_set_new(out, "unparsed_messages",
 			    json_integer((json_int_t)s->malformed));
 	percpu_counters_json(fd, s->ncpus, names, L7_CNT_MAX, out);
