@@ -16,6 +16,9 @@
 #    1000/s for 60 s): tests/integration/l7_http.sh with the release build.
 # Writes bench/results/l7.md. Run under the lab lock (bench/run.sh does).
 set -eu
+if [ -z "${SONDE_BENCH_LOCKED:-}" ]; then
+	SONDE_BENCH_LOCKED=1 exec flock -o /run/sonde-lab-session.lock bash "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SONDE=${SONDE:-$ROOT/build/release/sonde}
 OUT=${L7_BENCH_OUT:-$ROOT/bench/results/l7.md}
@@ -90,7 +93,11 @@ for rep in $(seq "$REPS"); do
 		c2=$(agent_cpu "${AGENT_PIDS[@]}")
 		agents_stop
 		reqs=$(awk '/requests in/ { print $1 }' "$TMP/$arm.$rep.txt")
-		recs=$(cat "$TMP"/agent-*."$arm.$rep".jsonl | grep -c '"kind":"http"' || true)
+		# wrk's exchanges only (the fixed-rate run's are in the same
+		# files): wrk's client side, and ratings' server side of them.
+		recs=$(cat "$TMP"/agent-*."$arm.$rep".jsonl | jq -c 'select(.kind == "http" and
+			((.side == "client" and .comm == "wrk") or
+			 (.side == "server" and .src.workload == "loadgen" and .dst.workload == "ratings-v1")))' | wc -l)
 		echo "$arm $rep $((c1 - c0)) $reqs $recs" >>"$TMP/cpu.txt"
 		echo "$arm $rep $((c2 - c1)) $(fixed_stat "$TMP/fixed.$arm.$rep.txt")" >>"$TMP/fixed.txt"
 	done

@@ -36,6 +36,7 @@
 #define CONN_IDLE_NS (120ULL * 1000000000ULL)
 #define CLASSIFY_TRIES 64	/* pieces looked at before giving up */
 #define PRE_MAX 64		/* bytes kept per direction until then */
+#define EP_CACHE_SIZE 1024	/* attributed addresses kept as text */
 
 enum conn_kind { CK_UNKNOWN = 0, CK_HTTP, CK_DNS_TCP, CK_OTHER };
 
@@ -100,6 +101,16 @@ struct dns_pending {
 	bool tcp;
 };
 
+struct ep_cache_ent {
+	uint8_t addr[16];
+	uint32_t netns; /* the local end's netns; 0 for a remote end */
+	uint16_t family;
+	bool used;
+	unsigned epoch;
+	char *pre;  /* {"ip":"10.244.1.2","port": */
+	char *post; /* ,"pod":...} */
+};
+
 struct l7_sensor {
 	struct agent *agent;
 	struct l7_bpf *skel;
@@ -112,6 +123,7 @@ struct l7_sensor {
 	size_t ndns;
 	uint64_t last_event_ns;
 	unsigned epoch; /* bumped every tick: cached endpoint text expires */
+	struct ep_cache_ent ep_cache[EP_CACHE_SIZE];
 	/* counters for the status line */
 	uint64_t http_records, http_partial, dns_records, dns_timeouts,
 		dns_partial, seq_holes, conn_table_full, dns_table_full,
@@ -151,26 +163,107 @@ static void set_ends(struct l7_sensor *s, json_t *rec, const struct l7_event *e,
 	json_object_set_new(rec, "dst", client ? remote : local);
 }
 
-/* The connection's ends as JSON text, made once per tick epoch. */
+/* Attribution of one address (pod, namespace, workload, service), as JSON
+ * text split around the port, cached per address and local netns for one
+ * tick epoch: Bookinfo's upstream calls open a connection per request, and
+ * building the endpoint with jansson per connection was the main cost left
+ * at a fixed rate. */
+
+static const struct ep_cache_ent *endpoint_text(struct l7_sensor *s, int family,
+					     const uint8_t *addr,
+					     const uint32_t *local_netns)
+{
+	uint32_t netns = local_netns ? *local_netns : 0;
+	uint64_t h = 1469598103934665603ULL;
+	struct ep_cache_ent *ce;
+	char *text, *port;
+	json_t *ep;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 1099511628211ULL;
+	h = (h ^ netns ^ ((uint64_t)family << 32)) * 1099511628211ULL;
+	ce = &s->ep_cache[(h >> 32) % EP_CACHE_SIZE];
+	if (ce->used && ce->epoch == s->epoch && ce->netns == netns &&
+	    ce->family == family && !memcmp(ce->addr, addr, 16))
+		return ce;
+	free(ce->pre);
+	free(ce->post);
+	memset(ce, 0, sizeof(*ce));
+	ep = agent_endpoint(s->agent, family, addr, 0, local_netns);
+	text = json_dumps(ep, JSON_COMPACT);
+	json_decref(ep);
+	/* agent_endpoint puts "ip" then "port" first. */
+	port = text ? strstr(text, ",\"port\":0") : NULL;
+	if (!port) {
+		free(text);
+		return NULL;
+	}
+	port += strlen(",\"port\":");
+	ce->pre = strndup(text, (size_t)(port - text));
+	ce->post = strdup(port + 1);
+	free(text);
+	if (!ce->pre || !ce->post) {
+		free(ce->pre);
+		free(ce->post);
+		ce->pre = ce->post = NULL;
+		return NULL;
+	}
+	memcpy(ce->addr, addr, 16);
+	ce->netns = netns;
+	ce->family = (uint16_t)family;
+	ce->epoch = s->epoch;
+	ce->used = true;
+	return ce;
+}
+
+static bool put_endpoint(struct l7_sensor *s, struct jsonw *w, int family,
+			 const uint8_t *addr, uint16_t port,
+			 const uint32_t *local_netns)
+{
+	const struct ep_cache_ent *ce = endpoint_text(s, family, addr,
+						      local_netns);
+
+	if (!ce)
+		return false;
+	jw_raw(w, ce->pre, strlen(ce->pre));
+	jw_u64(w, port);
+	jw_raw(w, ce->post, strlen(ce->post));
+	return true;
+}
+
+/* The connection's ends as JSON text (`"side":..,"src":{..},"dst":{..}`),
+ * made once per connection and tick epoch. */
 static const char *conn_ends(struct conn *c)
 {
 	struct l7_sensor *s = c->s;
-	json_t *tmp;
+	const struct l7_event *e = &c->id;
+	char buf[4096];
+	struct jsonw w;
+	bool ok;
 
 	if (c->ends && c->ends_epoch == s->epoch)
 		return c->ends;
 	free(c->ends);
-	tmp = json_object();
-	set_ends(s, tmp, &c->id, c->id.raddr, c->id.rport, c->client);
-	c->ends = json_dumps(tmp, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(tmp);
+	c->ends = NULL;
+	jw_init(&w, buf, sizeof(buf));
+	const char *side = c->client ? "\"side\":\"client\",\"src\":"
+				     : "\"side\":\"server\",\"src\":";
+	jw_raw(&w, side, strlen(side));
+	if (c->client)
+		ok = put_endpoint(s, &w, family_of(e), e->laddr, e->lport,
+				  &e->netns);
+	else
+		ok = put_endpoint(s, &w, family_of(e), e->raddr, e->rport, NULL);
+	jw_raw(&w, ",\"dst\":", 7);
+	if (c->client)
+		ok = ok && put_endpoint(s, &w, family_of(e), e->raddr, e->rport,
+					NULL);
+	else
+		ok = ok && put_endpoint(s, &w, family_of(e), e->laddr, e->lport,
+					&e->netns);
+	if (ok && jw_text(&w))
+		c->ends = strdup(jw_text(&w));
 	c->ends_epoch = s->epoch;
-	if (c->ends) {
-		/* Keep only the members: strip the braces. */
-		size_t n = strlen(c->ends);
-		memmove(c->ends, c->ends + 1, n - 2);
-		c->ends[n - 2] = '\0';
-	}
 	return c->ends;
 }
 
@@ -606,11 +699,16 @@ static void classify(struct conn *c, const uint8_t *d, size_t n, int dir)
 			return; /* too little to be sure: next piece */
 		c->kind = CK_HTTP;
 		c->client = dir == L7_DIR_OUT;
-		c->http = calloc(1, sizeof(*c->http));
+		/* malloc, not calloc: the pending queue (~18 KiB) is
+		 * written before it is read; zeroing it per connection
+		 * showed in profiles (one connection per upstream call). */
+		c->http = malloc(sizeof(*c->http));
 		if (!c->http) {
 			c->kind = CK_OTHER;
 			return;
 		}
+		c->http->head = c->http->count = 0;
+		c->http->cur_pushed = false;
 		http_stream_init(&c->http->req, true, &req_hooks, c);
 		http_stream_init(&c->http->resp, false, &resp_hooks, c);
 		return;
@@ -824,6 +922,10 @@ static void l7_stop(void *state)
 			conn_close(s, s->buckets[b], s->last_event_ns);
 	if (s->dns)
 		dns_expire(s, s->last_event_ns, true);
+	for (size_t i = 0; i < EP_CACHE_SIZE; i++) {
+		free(s->ep_cache[i].pre);
+		free(s->ep_cache[i].post);
+	}
 	ring_buffer__free(s->rb);
 	l7_bpf__destroy(s->skel);
 	free(s->dns);

@@ -60,8 +60,12 @@ def main():
             start = l["msec"] - l["request_time"]
             if start >= t0 and l["msec"] <= t1:
                 truth.append(l)
+        # Only nginx's port: the pod may run other servers (l7_http.sh
+        # adds `sonde lab httpd` on another port, checked by l7_check_us.py).
+        ports = {int(l.get("server_port", 9080)) for l in truth} or {9080}
         server = [r for r in recs if r.get("side") == "server"
-                  and r.get("dst", {}).get("pod") == name]
+                  and r.get("dst", {}).get("pod") == name
+                  and r.get("dst", {}).get("port") in ports]
         # Index records by (client ip, port, method, uri, status), each
         # list sorted by end time: a keep-alive connection carries
         # thousands of requests with the same key.
@@ -160,6 +164,7 @@ def main():
         except OSError:
             truth = []
         client = [r for r in recs if r.get("side") == "client" and r.get("src", {}).get("pod") == lg["name"]
+                  and r.get("dst", {}).get("port") == 9080
                   and t0 - 1 <= r["time_ns"] / 1e9 <= t1 + 1]
         # libcurl's "start" is taken before it sends: our record starts
         # at the first send, inside [start, start + total]. Pair by the
