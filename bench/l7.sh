@@ -13,7 +13,9 @@
 #    figures for the old code in the same run;
 #  - the parsers' throughput per core (bench/l7_parse.c);
 #  - ground truth at the highest Bookinfo rate asked (L7_RATE, default
-#    1000/s for 60 s): tests/integration/l7_http.sh with the release build.
+#    1000/s for 60 s): tests/integration/l7_http.sh with the release build
+#    (nginx logs, the load generator's log, and the microsecond log of
+#    `sonde lab httpd`; L7_CONNECTIONS is passed on).
 # Writes bench/results/l7.md. Run under the lab lock (bench/run.sh does).
 set -eu
 if [ -z "${SONDE_BENCH_LOCKED:-}" ]; then
@@ -185,7 +187,7 @@ if [ "${L7_RATE:-1000}" != 0 ]; then
 	echo >>"$OUT"
 	echo '```' >>"$OUT"
 	SONDE=$SONDE L7_RATE=${L7_RATE:-1000} L7_SECONDS=${L7_SECONDS:-60} bash "$ROOT/tests/integration/l7_http.sh" 2>&1 |
-		grep -E 'records:|"pod"|loadgen client|status:|FAIL|PASS|failed' >>"$OUT" || true
+		grep -E 'records:|"pod"|loadgen client|lab httpd|status|FAIL|PASS|failed' >>"$OUT" || true
 	echo '```' >>"$OUT"
 fi
 cat "$OUT"

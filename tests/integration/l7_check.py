@@ -159,10 +159,24 @@ def main():
     if lg:
         lg = lg[0]
         try:
-            truth = [l for l in load_jsonl(lg["dir"] + "/requests.log")
-                     if l.get("status") and t0 <= l["start"] and l["start"] + l["total_ms"] / 1000 <= t1]
+            lglog = load_jsonl(lg["dir"] + "/requests.log")
         except OSError:
-            truth = []
+            lglog = []
+        truth = [l for l in lglog
+                 if l.get("status") and t0 <= l["start"] and l["start"] + l["total_ms"] / 1000 <= t1]
+        # What the load generator achieved in the window (it is open loop
+        # over at most 8 connections: when responses are slow, requests
+        # start late, or are skipped after its timeout).
+        due = [l for l in lglog if t0 <= l.get("due", 0) <= t1]
+        late = sorted(max(0.0, l["start"] - l["due"]) for l in due if l.get("start"))
+        summary["loadgen_load"] = {
+            "due_per_s": round(len(due) / (t1 - t0), 1),
+            "completed_in_window_per_s": round(len(truth) / (t1 - t0), 1),
+            "errors": sum(1 for l in due if l.get("error")),
+            "late_p50_ms": round(late[len(late) // 2] * 1000, 3) if late else None,
+            "late_p99_ms": round(late[int(len(late) * 0.99)] * 1000, 3) if late else None,
+            "late_max_ms": round(late[-1] * 1000, 3) if late else None,
+        }
         client = [r for r in recs if r.get("side") == "client" and r.get("src", {}).get("pod") == lg["name"]
                   and r.get("dst", {}).get("port") == 9080
                   and t0 - 1 <= r["time_ns"] / 1e9 <= t1 + 1]
