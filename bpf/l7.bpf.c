@@ -288,6 +288,10 @@ static __always_inline void peer_from_sockaddr(struct l7_event *e, __u64 uaddr)
 {
 	struct sockaddr_in6 sa = {};
 
+	/* TCP ignores the syscall's address (recvfrom does not even write
+	 * it): the buffer may hold anything; the socket's peer is right. */
+	if (e->proto != IPPROTO_UDP)
+		return;
 	if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
 		return;
 	if (sa.sin6_family == AF_INET) {

@@ -842,6 +842,15 @@ static void classify_event(struct conn *c, const struct l7_event *e)
 	feed_conn(c, dir, e->data, e->cap, e->len, e->enter_ns, e->ts_ns);
 }
 
+/* Same socket identity: netns, local and remote address and port. */
+static bool same_endpoints(const struct l7_event *a, const struct l7_event *b)
+{
+	return a->netns == b->netns && a->lport == b->lport &&
+	       a->rport == b->rport && a->family == b->family &&
+	       !memcmp(a->laddr, b->laddr, sizeof(a->laddr)) &&
+	       !memcmp(a->raddr, b->raddr, sizeof(a->raddr));
+}
+
 static void on_event(struct l7_sensor *s, const struct l7_event *e)
 {
 	struct conn *c;
@@ -868,11 +877,18 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	c = conn_find(s, e->sock, true);
 	if (!c)
 		return;
-	/* Another generation, or sequence back at 0: the kernel forgot this
-	 * socket (its close, which we missed, or an LRU eviction) and the
-	 * address may be a new socket. End the old one (what was in flight
-	 * is written partial). */
-	if ((c->seq_seen[0] || c->seq_seen[1]) && c->sk_gen != e->sk_gen) {
+	/* Another generation, other endpoints, or sequence back at 0: the
+	 * kernel forgot this socket (its close, which we missed, or an LRU
+	 * eviction) and the address may be a new socket. A TCP connection's
+	 * endpoints never change, so different ones are a new socket even
+	 * when the kernel's entry survived: a socket that reached CLOSE (a
+	 * reset) and was then read once more re-made its entry, which its
+	 * successor at the same address inherited (seen at 1000 pages/s
+	 * under overload: a details exchange written with the ends of an
+	 * earlier reviews socket). End the old one (what was in flight is
+	 * written partial). */
+	if ((c->seq_seen[0] || c->seq_seen[1]) &&
+	    (c->sk_gen != e->sk_gen || !same_endpoints(&c->id, e))) {
 		conn_close(s, c, e->ts_ns);
 		c = conn_find(s, e->sock, true);
 		if (!c)
