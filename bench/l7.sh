@@ -34,7 +34,7 @@ ARMS="on"
 agent_bin() { if [ "$1" = before ]; then echo "$L7_BEFORE_SONDE"; else echo "$SONDE"; fi; }
 TMP=$(mktemp -d /tmp/sonde-bench-l7.XXXXXX)
 export SONDE_LAB_DIR=$ROOT/lab
-trap '"$SONDE" lab down >/dev/null 2>&1 || true' EXIT
+trap '"$SONDE" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 make -C "$ROOT" -s all
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
