@@ -4,20 +4,37 @@
 #    overlay, with no agent and with one l7 agent per node, alternating
 #    REPS times: throughput, p50 and p99 of each run, ratios of medians;
 #    also the agents' own CPU time per 1000 requests;
+#  - Bookinfo at a fixed offered rate (FIXED_RATE, default 400 pages/s,
+#    FIXED_SECONDS each, the lab's own load generator, open loop), off/on
+#    interleaved: the load generator's latency p50/p99 and the agents' CPU
+#    per 1000 pages;
+#  - with L7_BEFORE_SONDE=<an older sonde binary>, a third arm "before"
+#    running that binary's agents, interleaved with the others: the same
+#    figures for the old code in the same run;
 #  - the parsers' throughput per core (bench/l7_parse.c);
 #  - ground truth at the highest Bookinfo rate asked (L7_RATE, default
-#    1000/s for 60 s): tests/integration/l7_http.sh with the release build.
+#    1000/s for 60 s): tests/integration/l7_http.sh with the release build
+#    (nginx logs, the load generator's log, and the microsecond log of
+#    `sonde lab httpd`; L7_CONNECTIONS is passed on).
 # Writes bench/results/l7.md. Run under the lab lock (bench/run.sh does).
 set -eu
+if [ -z "${SONDE_BENCH_LOCKED:-}" ]; then
+	SONDE_BENCH_LOCKED=1 exec flock -o /run/sonde-lab-session.lock bash "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SONDE=$ROOT/build/release/sonde
+SONDE=${SONDE:-$ROOT/build/release/sonde}
 OUT=${L7_BENCH_OUT:-$ROOT/bench/results/l7.md}
 STATE=/run/sonde-lab/state.json
 REPS=${REPS:-6}
 WRK_SECONDS=${WRK_SECONDS:-8}
+FIXED_RATE=${FIXED_RATE:-400}
+FIXED_SECONDS=${FIXED_SECONDS:-10}
+ARMS="on"
+[ -n "${L7_BEFORE_SONDE:-}" ] && ARMS="before on"
+agent_bin() { if [ "$1" = before ]; then echo "$L7_BEFORE_SONDE"; else echo "$SONDE"; fi; }
 TMP=$(mktemp -d /tmp/sonde-bench-l7.XXXXXX)
 export SONDE_LAB_DIR=$ROOT/lab
-trap '"$SONDE" lab down >/dev/null 2>&1 || true' EXIT
+trap '"$SONDE" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 make -C "$ROOT" -s all
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -39,39 +56,74 @@ agent_cpu() { # pids -> total utime+stime ticks
 }
 
 : >"$TMP/cpu.txt"
-for rep in $(seq "$REPS"); do
-	run_wrk off "$rep"
-	pids=()
+: >"$TMP/fixed.txt"
+AGENT_PIDS=()
+agents_start() { # arm rep
+	AGENT_PIDS=()
 	for node in $(jq -r '.nodes[].name' $STATE); do
-		"$SONDE" agent --node "$node" --sensors l7 --output "$TMP/agent-$node.$rep.jsonl" 2>"$TMP/agent-$node.$rep.err" &
-		pids+=($!)
+		"$(agent_bin "$1")" agent --node "$node" --sensors l7 --output "$TMP/agent-$node.$1.$2.jsonl" 2>"$TMP/agent-$node.$1.$2.err" &
+		AGENT_PIDS+=($!)
 	done
 	for node in $(jq -r '.nodes[].name' $STATE); do
-		for _ in $(seq 100); do grep -q "l7 sensor attached" "$TMP/agent-$node.$rep.err" && break; sleep 0.1; done
+		for _ in $(seq 100); do grep -q "l7 sensor attached" "$TMP/agent-$node.$1.$2.err" && break; sleep 0.1; done
 	done
 	sleep 1.5
-	c0=$(agent_cpu "${pids[@]}")
-	run_wrk on "$rep"
-	c1=$(agent_cpu "${pids[@]}")
-	kill -TERM "${pids[@]}"
-	wait "${pids[@]}" || true
-	reqs=$(awk '/requests in/ { print $1 }' "$TMP/on.$rep.txt")
-	recs=$(cat "$TMP"/agent-*."$rep".jsonl | grep -c '"kind":"http"' || true)
-	echo "$rep $((c1 - c0)) $reqs $recs" >>"$TMP/cpu.txt"
+}
+agents_stop() {
+	kill -TERM "${AGENT_PIDS[@]}"
+	wait "${AGENT_PIDS[@]}" || true
+}
+ppip=$(jq -r '.pods[] | select(.workload == "productpage-v1") | .ip' $STATE)
+run_fixed() { # arm rep: the lab's load generator at FIXED_RATE
+	"$SONDE" lab exec loadgen -- "$SONDE" lab loadgen --url "http://$ppip:9080/productpage" \
+		--rate "$FIXED_RATE" --duration "${FIXED_SECONDS}s" --log /dev/null >"$TMP/fixed.$1.$2.txt" 2>&1
+}
+fixed_stat() { # file -> "p50 p99 sent"
+	awk '/total_ms p50/ { for (i = 1; i <= NF; i++) { if ($i == "p50") a = $(i + 1); if ($i == "p99") b = $(i + 1) } }
+	     /sent [0-9]+/ { for (i = 1; i <= NF; i++) if ($i == "sent") n = $(i + 1) }
+	     END { print a, b, n }' "$1"
+}
+for rep in $(seq "$REPS"); do
+	run_wrk off "$rep"
+	run_fixed off "$rep"
+	for arm in $ARMS; do
+		agents_start "$arm" "$rep"
+		c0=$(agent_cpu "${AGENT_PIDS[@]}")
+		run_wrk "$arm" "$rep"
+		c1=$(agent_cpu "${AGENT_PIDS[@]}")
+		run_fixed "$arm" "$rep"
+		c2=$(agent_cpu "${AGENT_PIDS[@]}")
+		agents_stop
+		reqs=$(awk '/requests in/ { print $1 }' "$TMP/$arm.$rep.txt")
+		# wrk's exchanges only (the fixed-rate run's are in the same
+		# files): wrk's client side, and ratings' server side of them.
+		recs=$(cat "$TMP"/agent-*."$arm.$rep".jsonl | jq -c 'select(.kind == "http" and
+			((.side == "client" and .comm == "wrk") or
+			 (.side == "server" and .src.workload == "loadgen" and .dst.workload == "ratings-v1")))' | wc -l)
+		echo "$arm $rep $((c1 - c0)) $reqs $recs" >>"$TMP/cpu.txt"
+		echo "$arm $rep $((c2 - c1)) $(fixed_stat "$TMP/fixed.$arm.$rep.txt")" >>"$TMP/fixed.txt"
+	done
+	echo "off $rep 0 $(fixed_stat "$TMP/fixed.off.$rep.txt")" >>"$TMP/fixed.txt"
 done
 
 row() { # tag -> "rps p50_us p99_us" medians
 	local rps p50 p99
-	rps=$(for f in "$TMP/$1".*.txt; do awk '/Requests\/sec/ { print $2 }' "$f"; done | median)
-	p50=$(for f in "$TMP/$1".*.txt; do grep -E '^ +50%' "$f" | to_us; done | median)
-	p99=$(for f in "$TMP/$1".*.txt; do grep -E '^ +99%' "$f" | to_us; done | median)
+	rps=$(for f in "$TMP/$1".[0-9]*.txt; do awk '/Requests\/sec/ { print $2 }' "$f"; done | median)
+	p50=$(for f in "$TMP/$1".[0-9]*.txt; do grep -E '^ +50%' "$f" | to_us; done | median)
+	p99=$(for f in "$TMP/$1".[0-9]*.txt; do grep -E '^ +99%' "$f" | to_us; done | median)
 	echo "$rps $p50 $p99"
 }
-read -r off_rps off_p50 off_p99 <<<"$(row off)"
-read -r on_rps on_p50 on_p99 <<<"$(row on)"
 hz=$(getconf CLK_TCK)
-cpu_per_k=$(awk -v hz="$hz" '{ t += $2; r += $3 } END { if (r) printf "%.1f", t / hz * 1000 / r * 1000; else print "n/a" }' "$TMP/cpu.txt")
-rec_ratio=$(awk '{ r += $3; n += $4 } END { if (r) printf "%.4f", n / r; else print "n/a" }' "$TMP/cpu.txt")
+read -r off_rps off_p50 off_p99 <<<"$(row off)"
+cpu_per_k() { awk -v hz="$hz" -v a="$1" '$1 == a { t += $3; r += $4 } END { if (r) printf "%.2f", t / hz * 1000 / r * 1000; else print "n/a" }' "$TMP/cpu.txt"; }
+rec_ratio() { awk -v a="$1" '$1 == a { r += $4; n += $5 } END { if (r) printf "%.4f", n / r; else print "n/a" }' "$TMP/cpu.txt"; }
+fixed_row() { # arm -> "p50 p99 cpu_ms_per_1000_pages" (medians; CPU summed)
+	local p50 p99 cpu
+	p50=$(awk -v a="$1" '$1 == a { print $4 }' "$TMP/fixed.txt" | median)
+	p99=$(awk -v a="$1" '$1 == a { print $5 }' "$TMP/fixed.txt" | median)
+	cpu=$(awk -v hz="$hz" -v a="$1" '$1 == a { t += $3; r += $6 } END { if (r) printf "%.2f", t / hz * 1000 / r * 1000; else print "n/a" }' "$TMP/fixed.txt")
+	echo "$p50 $p99 $cpu"
+}
 
 cc -O2 -D_GNU_SOURCE -I"$ROOT/src" -o "$TMP/l7_parse" "$ROOT/bench/l7_parse.c" "$ROOT/src/l7/http.c" "$ROOT/src/l7/dns.c"
 parse=$("$TMP/l7_parse")
@@ -79,28 +131,44 @@ parse=$("$TMP/l7_parse")
 {
 	echo "# l7 sensor: overhead, parser throughput, ground truth at load"
 	echo
-	echo "Command: \`make bench BENCH=l7\` (bench/l7.sh, REPS=$REPS, ${WRK_SECONDS}s per wrk run), $(date -u +%Y-%m-%dT%H:%MZ)."
+	echo "Command: \`make bench BENCH=l7\` (bench/l7.sh, REPS=$REPS, ${WRK_SECONDS}s per wrk run, FIXED_RATE=$FIXED_RATE, L7_RATE=${L7_RATE:-1000}${L7_BEFORE_SONDE:+, L7_BEFORE_SONDE=$L7_BEFORE_SONDE}), $(date -u +%Y-%m-%dT%H:%MZ)."
 	echo "Machine: $(nproc) cores shared with other engineers' work, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r); load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "## wrk across nodes (loadgen pod on node-2 -> ratings pod on node-1, \`wrk -t1 -c8\`), off/on interleaved"
 	echo
-	echo "Medians of $REPS runs each. \"on\" = one \`sonde agent --sensors l7\` per node (release build), every pod monitored."
+	echo "Medians of $REPS runs each. \"on\" = one \`sonde agent --sensors l7\` per node (release build), every pod monitored.${L7_BEFORE_SONDE:+ \"before\" = the same with the agents of $L7_BEFORE_SONDE.}"
 	echo
-	echo "| | requests/s | p50 (us) | p99 (us) |"
-	echo "|---|---|---|---|"
-	echo "| off | $off_rps | $off_p50 | $off_p99 |"
-	echo "| on | $on_rps | $on_p50 | $on_p99 |"
-	awk -v a="$off_rps" -v b="$on_rps" -v c="$off_p50" -v d="$on_p50" -v e="$off_p99" -v f="$on_p99" \
-		'BEGIN { printf "| on/off | %.3f | %.3f | %.3f |\n", b / a, d / c, f / e }'
+	echo "| | requests/s | p50 (us) | p99 (us) | on/off requests/s | on/off p50 | on/off p99 | agents' CPU per 1000 requests (ms) | http records per request |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	echo "| off | $off_rps | $off_p50 | $off_p99 | | | | | |"
+	for arm in $ARMS; do
+		read -r rps p50 p99 <<<"$(row "$arm")"
+		awk -v n="$arm" -v a="$off_rps" -v b="$rps" -v c="$off_p50" -v d="$p50" -v e="$off_p99" -v f="$p99" -v k="$(cpu_per_k "$arm")" -v r="$(rec_ratio "$arm")" \
+			'BEGIN { printf "| %s | %s | %s | %s | %.3f | %.3f | %.3f | %s | %s |\n", n, b, d, f, b / a, d / c, f / e, k, r }'
+	done
 	echo
-	echo "Agents' CPU (both nodes, user+system) per 1000 requests during the \"on\" runs: ${cpu_per_k} ms."
-	echo "Server-side + client-side http records per wrk request (both ends monitored, so 2 is complete): $rec_ratio."
+	echo "http records per request: server side + client side, both ends monitored, so 2 is complete."
 	echo
-	echo "Per run (rep, agent CPU ticks at ${hz}/s, wrk requests, http records):"
+	echo "## Bookinfo at a fixed rate: $FIXED_RATE pages/s for ${FIXED_SECONDS}s per run (\`sonde lab loadgen\` in the loadgen pod -> productpage), interleaved"
+	echo
+	echo "Latency = the load generator's total time per page (libcurl, ms); medians of $REPS runs. One page is 1 main request + 2-3 upstream calls, each seen on both sides."
+	echo
+	echo "| | p50 (ms) | p99 (ms) | on/off p50 | on/off p99 | agents' CPU per 1000 pages (ms) |"
+	echo "|---|---|---|---|---|---|"
+	read -r fo50 fo99 _ <<<"$(fixed_row off)"
+	echo "| off | $fo50 | $fo99 | | | |"
+	for arm in $ARMS; do
+		read -r f50 f99 fcpu <<<"$(fixed_row "$arm")"
+		awk -v n="$arm" -v a="$fo50" -v b="$f50" -v c="$fo99" -v d="$f99" -v k="$fcpu" \
+			'BEGIN { printf "| %s | %s | %s | %.3f | %.3f | %s |\n", n, b, d, b / a, d / c, k }'
+	done
+	echo
+	echo "Per run: wrk (arm, rep, agent CPU ticks at ${hz}/s, wrk requests, http records), then fixed rate (arm, rep, agent CPU ticks, p50 ms, p99 ms, pages sent):"
 	echo
 	echo '```'
 	cat "$TMP/cpu.txt"
-	for t in off on; do for f in "$TMP/$t".*.txt; do echo "$t $(basename "$f"): $(awk '/Requests\/sec/ { print $2 }' "$f") req/s, p50 $(grep -E '^ +50%' "$f" | awk '{ print $2 }'), p99 $(grep -E '^ +99%' "$f" | awk '{ print $2 }')"; done; done
+	cat "$TMP/fixed.txt"
+	for t in off $ARMS; do for f in "$TMP/$t".[0-9]*.txt; do echo "$t $(basename "$f"): $(awk '/Requests\/sec/ { print $2 }' "$f") req/s, p50 $(grep -E '^ +50%' "$f" | awk '{ print $2 }'), p99 $(grep -E '^ +99%' "$f" | awk '{ print $2 }')"; done; done
 	echo '```'
 	echo
 	echo "## Parser throughput (one core, CPU time)"
@@ -119,7 +187,7 @@ if [ "${L7_RATE:-1000}" != 0 ]; then
 	echo >>"$OUT"
 	echo '```' >>"$OUT"
 	SONDE=$SONDE L7_RATE=${L7_RATE:-1000} L7_SECONDS=${L7_SECONDS:-60} bash "$ROOT/tests/integration/l7_http.sh" 2>&1 |
-		grep -E 'records:|"pod"|loadgen client|status:|FAIL|PASS|failed' >>"$OUT" || true
+		grep -E 'records:|"pod"|loadgen client|lab httpd|status|FAIL|PASS|failed' >>"$OUT" || true
 	echo '```' >>"$OUT"
 fi
 cat "$OUT"

@@ -63,32 +63,31 @@ struct l7_call {
 	__u64 ptr;	/* buffer, iovec array, msghdr or mmsghdr array */
 	__u64 addr;	/* sockaddr of sendto/recvfrom, or 0 */
 	__u32 cnt;	/* iovcnt / vlen */
-	__u8 kind;	/* enum call_kind */
+	__u32 nr;	/* syscall number: exit checks it is the same call */
+	__u8 kind;	/* enum call_kind; 0: nothing stashed */
 	__u8 dir;	/* L7_DIR_IN or L7_DIR_OUT */
-	__u8 pad[2];
+	__u8 pad[6];
 };
 
+/* Per thread, from sys_enter to sys_exit. Task storage, not a hash keyed
+ * by pid_tgid: no hashing, locking or element allocation per syscall (the
+ * hash's update + delete were a large part of the per-syscall cost). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct l7_call);
 } l7_calls SEC(".maps");
 
-struct l7_seq_key {
-	__u64 sk;
-	__u32 dir;
-	__u32 pad;
-};
-
-/* Per socket and direction: the next event's sequence number. LRU: sockets
- * whose close we never see cannot fill it. */
+/* Per socket: sequence numbers and the user's verdict (struct l7_sock).
+ * One lookup per syscall. LRU: sockets whose close we never see cannot
+ * fill it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct l7_seq_key);
-	__type(value, __u32);
-} l7_seq SEC(".maps");
+	__type(key, __u64);
+	__type(value, struct l7_sock);
+} l7_socks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -129,34 +128,40 @@ static __always_inline bool netns_watched(__u32 inum)
 	return !filter_netns || bpf_map_lookup_elem(&netns_allow, &inum);
 }
 
+/* Typed, read-only view of a kernel address (kfunc, kernel >= 6.2): loads
+ * through it are inlined (faults read as 0) instead of one helper call per
+ * field as BPF_CORE_READ makes. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define kcast(type, p) \
+	((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+
 /* fd -> struct sock of the current task, or NULL when fd is not an inet
  * TCP/UDP socket. */
-static __always_inline struct sock *fd_to_sock(int fd)
+static __always_inline struct sock *fd_to_sock(struct task_struct *task,
+					       int fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *file = NULL;
+	struct fdtable *fdt = task->files->fdt;
+	struct file *file = NULL, **fds;
 	struct socket *sock;
 	struct sock *sk;
 	__u16 family, proto;
-	umode_t mode;
 
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || !fdt || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;
-	mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
+	file = kcast(struct file, file);
+	if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	sock = BPF_CORE_READ(file, private_data);
-	sk = BPF_CORE_READ(sock, sk);
+	sock = kcast(struct socket, file->private_data);
+	sk = sock->sk;
 	if (!sk)
 		return NULL;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
-	proto = BPF_CORE_READ(sk, sk_protocol);
+	proto = sk->sk_protocol;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return NULL;
 	return sk;
@@ -165,11 +170,10 @@ static __always_inline struct sock *fd_to_sock(int fd)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 {
-	struct l7_call c = {};
+	struct l7_call c = {}, *cp;
 	struct task_struct *task;
-	__u64 pid_tgid;
 	struct sock *sk;
-	int fd;
+	__u8 dir;
 
 	switch (id) {
 	case NR_read:
@@ -177,7 +181,7 @@ int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 	case NR_readv:
 	case NR_recvmsg:
 	case NR_recvmmsg:
-		c.dir = L7_DIR_IN;
+		dir = L7_DIR_IN;
 		break;
 	case NR_write:
 	case NR_sendto:
@@ -185,49 +189,50 @@ int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 	case NR_sendmsg:
 	case NR_sendmmsg:
 	case NR_sendfile:
-		c.dir = L7_DIR_OUT;
+		dir = L7_DIR_OUT;
 		break;
 	default:
 		return 0;
 	}
 	task = bpf_get_current_task_btf();
-	if (!netns_watched(BPF_CORE_READ(task, nsproxy, net_ns, ns.inum)))
+	if (!netns_watched(task->nsproxy->net_ns->ns.inum))
 		return 0;
-	fd = (int)BPF_CORE_READ(regs, di);
-	sk = fd_to_sock(fd);
+	sk = fd_to_sock(task, (int)regs->di);
 	if (!sk)
 		return 0;
 
 	c.enter_ns = bpf_ktime_get_ns();
 	c.sk = (__u64)sk;
+	c.nr = (__u32)id;
+	c.dir = dir;
 	switch (id) {
 	case NR_read:
 	case NR_write:
 		c.kind = CALL_BUF;
-		c.ptr = BPF_CORE_READ(regs, si);
+		c.ptr = regs->si;
 		break;
 	case NR_recvfrom:
 	case NR_sendto:
 		c.kind = CALL_BUF;
-		c.ptr = BPF_CORE_READ(regs, si);
-		c.addr = BPF_CORE_READ(regs, r8);
+		c.ptr = regs->si;
+		c.addr = regs->r8;
 		break;
 	case NR_readv:
 	case NR_writev:
 		c.kind = CALL_IOV;
-		c.ptr = BPF_CORE_READ(regs, si);
-		c.cnt = (__u32)BPF_CORE_READ(regs, dx);
+		c.ptr = regs->si;
+		c.cnt = (__u32)regs->dx;
 		break;
 	case NR_recvmsg:
 	case NR_sendmsg:
 		c.kind = CALL_MSG;
-		c.ptr = BPF_CORE_READ(regs, si);
+		c.ptr = regs->si;
 		break;
 	case NR_recvmmsg:
 	case NR_sendmmsg:
 		c.kind = CALL_MMSG;
-		c.ptr = BPF_CORE_READ(regs, si);
-		c.cnt = (__u32)BPF_CORE_READ(regs, dx);
+		c.ptr = regs->si;
+		c.cnt = (__u32)regs->dx;
 		break;
 	case NR_sendfile:
 		/* sendfile(out_fd, in_fd, ...): the socket is out_fd; the
@@ -235,9 +240,13 @@ int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 		c.kind = CALL_FILE;
 		break;
 	}
-	pid_tgid = bpf_get_current_pid_tgid();
-	if (bpf_map_update_elem(&l7_calls, &pid_tgid, &c, BPF_ANY))
+	cp = bpf_task_storage_get(&l7_calls, task, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!cp) {
 		count(L7_CNT_STASH_FULL);
+		return 0;
+	}
+	*cp = c;
 	return 0;
 }
 
@@ -245,28 +254,31 @@ int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 static __always_inline void event_header(struct l7_event *e,
 					 const struct l7_call *c, __u64 now)
 {
-	struct sock *sk = (struct sock *)c->sk;
+	struct sock *sk = kcast(struct sock, c->sk);
 
 	e->ts_ns = now;
 	e->enter_ns = c->enter_ns;
 	e->sock = c->sk;
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->proto = BPF_CORE_READ(sk, sk_protocol);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->netns = sk->__sk_common.skc_net.net->ns.inum;
+	e->family = sk->__sk_common.skc_family;
+	e->proto = sk->sk_protocol;
+	e->lport = sk->__sk_common.skc_num;
+	e->rport = __builtin_bswap16(sk->__sk_common.skc_dport);
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
 	if (e->family == AF_INET) {
-		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
+		__u32 la = sk->__sk_common.skc_rcv_saddr;
+		__u32 ra = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(e->laddr, &la, 4);
+		__builtin_memcpy(e->raddr, &ra, 4);
 	} else {
 		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	e->dir = c->dir;
 	e->flags = 0;
+	e->pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
@@ -276,6 +288,10 @@ static __always_inline void peer_from_sockaddr(struct l7_event *e, __u64 uaddr)
 {
 	struct sockaddr_in6 sa = {};
 
+	/* TCP ignores the syscall's address (recvfrom does not even write
+	 * it): the buffer may hold anything; the socket's peer is right. */
+	if (e->proto != IPPROTO_UDP)
+		return;
 	if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
 		return;
 	if (sa.sin6_family == AF_INET) {
@@ -305,23 +321,12 @@ static __always_inline __u64 wakeup_flag(void)
 }
 
 /* Writes the event in the scratch buffer out: `len` stream bytes, of which
- * the first `cap` are in e->data. */
+ * the first `cap` are in e->data. e->seq holds the socket direction's next
+ * sequence number and is advanced (one writer per socket in practice: the
+ * ring orders one thread's events; a race only costs a false "lost"). */
 static __noinline void flush(struct l7_event *e, __u64 len, __u64 cap,
 			    bool last)
 {
-	struct l7_seq_key key = { .sk = e->sock, .dir = e->dir };
-	__u32 *seq, one = 1;
-
-	seq = bpf_map_lookup_elem(&l7_seq, &key);
-	if (seq) {
-		/* One writer per socket in practice (the ring orders one
-		 * thread's events); a race only costs a false "lost". */
-		e->seq = *seq;
-		*seq = e->seq + 1;
-	} else {
-		e->seq = 0;
-		bpf_map_update_elem(&l7_seq, &key, &one, BPF_ANY);
-	}
 	if (cap > L7_CAP)
 		cap = L7_CAP;
 	e->len = len;
@@ -332,6 +337,7 @@ static __noinline void flush(struct l7_event *e, __u64 len, __u64 cap,
 		count(L7_CNT_RINGBUF_FULL);
 	else
 		count(L7_CNT_EVENTS);
+	e->seq++;
 }
 
 /* State of one capture walk. The step is a global function: the verifier
@@ -426,8 +432,8 @@ static __noinline void emit_bytes(struct l7_event *e, __u64 iov_ptr,
 	}
 }
 
-static __always_inline void emit_msg(struct l7_event *e, __u64 msg_ptr,
-				     __u64 total)
+static __always_inline void emit_msg(struct l7_event *e,
+				     __u64 msg_ptr, __u64 total)
 {
 	struct user_msghdr m;
 
@@ -439,27 +445,53 @@ static __always_inline void emit_msg(struct l7_event *e, __u64 msg_ptr,
 	emit_bytes(e, (__u64)m.msg_iov, (__u32)m.msg_iovlen, 0, total);
 }
 
+/* The socket's entry in l7_socks, made on first sight. */
+static __always_inline struct l7_sock *sock_state(__u64 sk)
+{
+	struct l7_sock *st = bpf_map_lookup_elem(&l7_socks, &sk), fresh = {};
+
+	if (st)
+		return st;
+	fresh.gen = (__u16)bpf_get_prandom_u32();
+	bpf_map_update_elem(&l7_socks, &sk, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&l7_socks, &sk);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(l7_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct l7_call *cp, c;
 	struct l7_scratch *sc;
+	struct l7_sock *st;
 	struct l7_event *e;
 	__u32 zero = 0;
 
-	cp = bpf_map_lookup_elem(&l7_calls, &pid_tgid);
-	if (!cp)
+	cp = bpf_task_storage_get(&l7_calls, task, 0, 0);
+	if (!cp || !cp->kind)
 		return 0;
 	c = *cp;
-	bpf_map_delete_elem(&l7_calls, &pid_tgid);
+	cp->kind = 0;
+	/* A stash left by a call whose exit we did not see (a thread that
+	 * exec'd): not this call's. */
+	if (c.nr != (__u32)regs->orig_ax)
+		return 0;
 	if (ret <= 0)
 		return 0;
+	st = sock_state(c.sk);
+	if (!st)
+		return 0;
+	if (st->ignore) {
+		count(L7_CNT_IGNORED);
+		return 0;
+	}
 	sc = bpf_map_lookup_elem(&l7_scratch, &zero);
 	if (!sc)
 		return 0;
 	e = &sc->e;
 	event_header(e, &c, bpf_ktime_get_ns());
+	e->sk_gen = st->gen;
+	e->seq = c.dir == L7_DIR_OUT ? st->seq[1] : st->seq[0];
 
 	switch (c.kind) {
 	case CALL_BUF:
@@ -489,6 +521,10 @@ int BPF_PROG(l7_sys_exit, struct pt_regs *regs, long ret)
 		break;
 	}
 	}
+	if (c.dir == L7_DIR_OUT)
+		st->seq[1] = e->seq;
+	else
+		st->seq[0] = e->seq;
 	return 0;
 }
 
@@ -498,30 +534,34 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(l7_sock_state, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
-	struct l7_seq_key key_in = { .sk = (__u64)sk, .dir = L7_DIR_IN };
-	struct l7_seq_key key_out = { .sk = (__u64)sk, .dir = L7_DIR_OUT };
+	__u64 key = (__u64)sk;
 	struct l7_scratch *sc;
+	struct l7_sock *st;
 	struct l7_event *e;
 	struct l7_call c = {};
 	__u32 zero = 0;
-	bool known;
+	__u16 gen;
+	bool ignored;
 
-	if (newstate != TCP_CLOSE || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (newstate != TCP_CLOSE || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	known = bpf_map_lookup_elem(&l7_seq, &key_in) ||
-		bpf_map_lookup_elem(&l7_seq, &key_out);
-	if (!known)
+	st = bpf_map_lookup_elem(&l7_socks, &key);
+	if (!st)
 		return 0;
-	bpf_map_delete_elem(&l7_seq, &key_in);
-	bpf_map_delete_elem(&l7_seq, &key_out);
+	gen = st->gen;
+	ignored = st->ignore;
+	bpf_map_delete_elem(&l7_socks, &key);
+	if (ignored)
+		return 0; /* user space gave it up already */
 	sc = bpf_map_lookup_elem(&l7_scratch, &zero);
 	if (!sc)
 		return 0;
 	e = &sc->e;
-	c.sk = (__u64)sk;
+	c.sk = key;
 	c.dir = L7_DIR_CLOSE;
 	c.enter_ns = bpf_ktime_get_ns();
 	event_header(e, &c, c.enter_ns);
+	e->sk_gen = gen;
 	e->len = 0;
 	e->cap = 0;
 	e->seq = 0;

@@ -38,6 +38,14 @@ enum l7_flags {
 	L7_F_MSG_END = 2,  /* last piece of one datagram / syscall */
 };
 
+/* Per socket (key: struct sock address), in the l7_socks map. */
+struct l7_sock {
+	__u32 seq[2];	/* next sequence number, per direction */
+	__u16 gen;	/* random, set when the entry is made */
+	__u8 ignore;	/* user space found no HTTP/DNS here: capture nothing */
+	__u8 pad;
+};
+
 /* Per-CPU counters, indices into the l7_counters map. */
 enum l7_counter {
 	L7_CNT_EVENTS = 0,	/* events written to the ring buffer */
@@ -46,6 +54,7 @@ enum l7_counter {
 	L7_CNT_TRUNCATED,	/* events whose payload exceeded L7_CAP or
 				 * whose iovecs exceeded L7_MAX_IOV */
 	L7_CNT_READ_FAULT,	/* payload not readable from user memory */
+	L7_CNT_IGNORED,		/* syscalls of sockets found uninteresting */
 	L7_CNT_MAX,
 };
 
@@ -66,7 +75,9 @@ struct l7_event {
 	__u8 dir;	/* enum l7_dir */
 	__u8 proto;	/* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 flags;	/* enum l7_flags */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 sk_gen;	/* the kernel's per-socket entry this came from:
+			 * tells a reused socket address from the old one */
 	char comm[L7_COMM_LEN];
 	__u8 data[L7_CAP];
 };

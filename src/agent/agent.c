@@ -274,6 +274,12 @@ void agent_emit(struct agent *a, json_t *rec)
 	json_decref(rec);
 }
 
+void agent_emit_line(struct agent *a, const char *line)
+{
+	if (output_write(a->out, line))
+		log_warn("cannot write a record: %s", strerror(errno));
+}
+
 /* ---- pod selection */
 
 /* Is `item` in the comma-separated `list`? With prefix, item may be longer

@@ -58,5 +58,8 @@ void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
 json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns);
 /* Writes a record out and drops the reference. */
 void agent_emit(struct agent *a, json_t *rec);
+/* Writes a record already formatted as one line of JSON (no newline): for
+ * families that format their own high-rate records (l7). */
+void agent_emit_line(struct agent *a, const char *line);
 
 #endif

@@ -15,6 +15,7 @@
 #include "l7.skel.h"
 #include "l7/dns.h"
 #include "l7/http.h"
+#include "l7/jsonw.h"
 #include "lib/log.h"
 
 #include <bpf/bpf.h>
@@ -35,6 +36,7 @@
 #define CONN_IDLE_NS (120ULL * 1000000000ULL)
 #define CLASSIFY_TRIES 64	/* pieces looked at before giving up */
 #define PRE_MAX 64		/* bytes kept per direction until then */
+#define EP_CACHE_SIZE 1024	/* attributed addresses kept as text */
 
 enum conn_kind { CK_UNKNOWN = 0, CK_HTTP, CK_DNS_TCP, CK_OTHER };
 
@@ -65,6 +67,7 @@ struct conn {
 	enum conn_kind kind;
 	bool client;	/* this socket sends the requests / queries */
 	int tries;
+	uint16_t sk_gen; /* the kernel's entry for this socket (l7_socks) */
 	bool seq_seen[2];
 	uint32_t seq_next[2];
 	uint64_t last_ns;
@@ -76,6 +79,12 @@ struct conn {
 	uint64_t pre_enter[2], pre_exit[2];
 	/* Endpoints and process, from the latest event. */
 	struct l7_event id;
+	/* `"side":..,"src":{..},"dst":{..}` as JSON text, made once per
+	 * connection (and again each tick epoch, so that metadata learnt later
+	 * reaches its records): attributing both ends is most of a record's
+	 * cost and does not change along a connection. */
+	char *ends;
+	unsigned ends_epoch;
 	struct http_conn *http;
 	struct dns_dir *dns[2];
 };
@@ -92,6 +101,16 @@ struct dns_pending {
 	bool tcp;
 };
 
+struct ep_cache_ent {
+	uint8_t addr[16];
+	uint32_t netns; /* the local end's netns; 0 for a remote end */
+	uint16_t family;
+	bool used;
+	unsigned epoch;
+	char *pre;  /* {"ip":"10.244.1.2","port": */
+	char *post; /* ,"pod":...} */
+};
+
 struct l7_sensor {
 	struct agent *agent;
 	struct l7_bpf *skel;
@@ -103,10 +122,12 @@ struct l7_sensor {
 	struct dns_pending *dns;
 	size_t ndns;
 	uint64_t last_event_ns;
+	unsigned epoch; /* bumped every tick: cached endpoint text expires */
+	struct ep_cache_ent ep_cache[EP_CACHE_SIZE];
 	/* counters for the status line */
 	uint64_t http_records, http_partial, dns_records, dns_timeouts,
 		dns_partial, seq_holes, conn_table_full, dns_table_full,
-		pipeline_overflow, malformed;
+		pipeline_overflow, malformed, ignored_sockets;
 };
 
 /* ---- records */
@@ -145,31 +166,119 @@ static void set_ends(struct l7_sensor *s, json_t *rec, const struct l7_event *e,
 	json_object_set_new(rec, "dst", client ? remote : local);
 }
 
-static void set_partial(json_t *rec, unsigned bits)
-{
-	static const struct {
-		unsigned bit;
-		const char *name;
-	} reasons[] = {
-		{ HTTP_P_GAP, "not_captured" },
-		{ HTTP_P_LOST, "events_lost" },
-		{ HTTP_P_TRUNCATED, "uri_truncated" },
-		{ HTTP_P_EOF, "connection_ended" },
-		{ HTTP_P_MALFORMED, "malformed" },
-		{ HTTP_P_NO_REQUEST, "request_not_seen" },
-		{ HTTP_P_NO_RESPONSE, "no_response" },
-	};
-	json_t *list;
+/* Attribution of one address (pod, namespace, workload, service), as JSON
+ * text split around the port, cached per address and local netns for one
+ * tick epoch: Bookinfo's upstream calls open a connection per request, and
+ * building the endpoint with jansson per connection was the main cost left
+ * at a fixed rate. */
 
-	json_object_set_new(rec, "partial", json_boolean(bits != 0));
-	if (!bits)
-		return;
-	list = json_array();
-	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-		if (bits & reasons[i].bit)
-			json_array_append_new(list, json_string(reasons[i].name));
-	json_object_set_new(rec, "partial_reasons", list);
+static const struct ep_cache_ent *endpoint_text(struct l7_sensor *s, int family,
+					     const uint8_t *addr,
+					     const uint32_t *local_netns)
+{
+	uint32_t netns = local_netns ? *local_netns : 0;
+	uint64_t h = 1469598103934665603ULL;
+	struct ep_cache_ent *ce;
+	char *text, *port;
+	json_t *ep;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 1099511628211ULL;
+	h = (h ^ netns ^ ((uint64_t)family << 32)) * 1099511628211ULL;
+	ce = &s->ep_cache[(h >> 32) % EP_CACHE_SIZE];
+	if (ce->used && ce->epoch == s->epoch && ce->netns == netns &&
+	    ce->family == family && !memcmp(ce->addr, addr, 16))
+		return ce;
+	free(ce->pre);
+	free(ce->post);
+	memset(ce, 0, sizeof(*ce));
+	ep = agent_endpoint(s->agent, family, addr, 0, local_netns);
+	text = json_dumps(ep, JSON_COMPACT);
+	json_decref(ep);
+	/* agent_endpoint puts "ip" then "port" first. */
+	port = text ? strstr(text, ",\"port\":0") : NULL;
+	if (!port) {
+		free(text);
+		return NULL;
+	}
+	port += strlen(",\"port\":");
+	ce->pre = strndup(text, (size_t)(port - text));
+	ce->post = strdup(port + 1);
+	free(text);
+	if (!ce->pre || !ce->post) {
+		free(ce->pre);
+		free(ce->post);
+		ce->pre = ce->post = NULL;
+		return NULL;
+	}
+	memcpy(ce->addr, addr, 16);
+	ce->netns = netns;
+	ce->family = (uint16_t)family;
+	ce->epoch = s->epoch;
+	ce->used = true;
+	return ce;
 }
+
+static bool put_endpoint(struct l7_sensor *s, struct jsonw *w, int family,
+			 const uint8_t *addr, uint16_t port,
+			 const uint32_t *local_netns)
+{
+	const struct ep_cache_ent *ce = endpoint_text(s, family, addr,
+						      local_netns);
+
+	if (!ce)
+		return false;
+	jw_raw(w, ce->pre, strlen(ce->pre));
+	jw_u64(w, port);
+	jw_raw(w, ce->post, strlen(ce->post));
+	return true;
+}
+
+/* The connection's ends as JSON text (`"side":..,"src":{..},"dst":{..}`),
+ * made once per connection and tick epoch. */
+static const char *conn_ends(struct conn *c)
+{
+	struct l7_sensor *s = c->s;
+	const struct l7_event *e = &c->id;
+	char buf[4096];
+	struct jsonw w;
+	bool ok;
+
+	if (c->ends && c->ends_epoch == s->epoch)
+		return c->ends;
+	free(c->ends);
+	c->ends = NULL;
+	jw_init(&w, buf, sizeof(buf));
+	const char *side = c->client ? "\"side\":\"client\",\"src\":"
+				     : "\"side\":\"server\",\"src\":";
+	jw_raw(&w, side, strlen(side));
+	if (c->client)
+		ok = put_endpoint(s, &w, family_of(e), e->laddr, e->lport,
+				  &e->netns);
+	else
+		ok = put_endpoint(s, &w, family_of(e), e->raddr, e->rport, NULL);
+	jw_raw(&w, ",\"dst\":", 7);
+	if (c->client)
+		ok = ok && put_endpoint(s, &w, family_of(e), e->raddr, e->rport,
+					NULL);
+	else
+		ok = ok && put_endpoint(s, &w, family_of(e), e->laddr, e->lport,
+					&e->netns);
+	if (ok && jw_text(&w))
+		c->ends = strdup(jw_text(&w));
+	c->ends_epoch = s->epoch;
+	return c->ends;
+}
+
+static const char *const partial_names[] = {
+	"not_captured",	    /* HTTP_P_GAP */
+	"events_lost",	    /* HTTP_P_LOST */
+	"uri_truncated",    /* HTTP_P_TRUNCATED */
+	"connection_ended", /* HTTP_P_EOF */
+	"malformed",	    /* HTTP_P_MALFORMED */
+	"request_not_seen", /* HTTP_P_NO_REQUEST */
+	"no_response",	    /* HTTP_P_NO_RESPONSE */
+};
 
 static void emit_http(struct conn *c, const struct pending_req *rq,
 		      const struct http_msg *rs, unsigned extra)
@@ -181,7 +290,10 @@ static void emit_http(struct conn *c, const struct pending_req *rq,
 	 * completed the response. Server: from the read that brought the
 	 * request's first byte to the write that completed the response. */
 	uint64_t start = 0, first = 0, end = 0;
-	json_t *rec;
+	/* The URI (escaped up to 6 bytes per byte) and the rest. */
+	char buf[HTTP_URI_MAX * 6 + 4096];
+	const char *ends = conn_ends(c);
+	struct jsonw w;
 
 	if (rq)
 		start = c->client ? rq->first_enter_ns : rq->first_exit_ns;
@@ -191,47 +303,89 @@ static void emit_http(struct conn *c, const struct pending_req *rq,
 		first = c->client ? rs->first_exit_ns : rs->first_enter_ns;
 		end = rs->last_exit_ns;
 	}
-	rec = agent_record(s->agent, "http", start);
-	set_ends(s, rec, &c->id, c->id.raddr, c->id.rport, c->client);
-	json_object_set_new(rec, "proto", json_string("http"));
+	jw_init(&w, buf, sizeof(buf));
+	jw_open(&w);
+	jw_key(&w, "kind");
+	jw_raw(&w, "\"http\"", 6);
+	jw_key(&w, "time_ns");
+	jw_i64(&w, (int64_t)start + agent_mono_to_real(s->agent));
+	jw_key(&w, "node");
+	jw_str(&w, agent_node_name(s->agent));
+	if (ends && *ends) {
+		jw_raw(&w, ",", 1);
+		jw_raw(&w, ends, strlen(ends));
+	}
+	jw_key(&w, "proto");
+	jw_raw(&w, "\"http\"", 6);
 	if (rq) {
 		char uri[HTTP_URI_MAX + 16];
 		bool cut = false;
-		json_object_set_new(rec, "method", json_string(rq->method));
-		if (s->redact)
+		jw_key(&w, "method");
+		jw_str(&w, rq->method);
+		jw_key(&w, "uri");
+		if (s->redact && strchr(rq->uri, '?')) {
 			cut = http_redact_uri(rq->uri, uri, sizeof(uri));
-		else
-			snprintf(uri, sizeof(uri), "%s", rq->uri);
-		json_object_set_new(rec, "uri", json_string(uri));
-		if (cut)
-			json_object_set_new(rec, "query_redacted", json_true());
-		json_object_set_new(rec, "version",
-				    json_string(rq->version == 10 ? "HTTP/1.0"
-								  : "HTTP/1.1"));
-		json_object_set_new(rec, "request_bytes",
-				    json_integer((json_int_t)rq->bytes));
+			jw_str(&w, uri);
+		} else {
+			jw_str(&w, rq->uri);
+		}
+		if (cut) {
+			jw_key(&w, "query_redacted");
+			jw_raw(&w, "true", 4);
+		}
+		jw_key(&w, "version");
+		jw_str(&w, rq->version == 10 ? "HTTP/1.0" : "HTTP/1.1");
+		jw_key(&w, "request_bytes");
+		jw_u64(&w, rq->bytes);
 	}
 	if (rs) {
-		if (rs->head_done)
-			json_object_set_new(rec, "status",
-					    json_integer(rs->status));
-		json_object_set_new(rec, "response_bytes",
-				    json_integer((json_int_t)(rs->head_bytes +
-							      rs->body_bytes)));
-		if (rs->head_done && rs->chunked)
-			json_object_set_new(rec, "chunked", json_true());
+		if (rs->head_done) {
+			jw_key(&w, "status");
+			jw_i64(&w, rs->status);
+		}
+		jw_key(&w, "response_bytes");
+		jw_u64(&w, rs->head_bytes + rs->body_bytes);
+		if (rs->head_done && rs->chunked) {
+			jw_key(&w, "chunked");
+			jw_raw(&w, "true", 4);
+		}
 	}
 	if (rq && rs && end >= start) {
-		json_object_set_new(rec, "duration_ns",
-				    json_integer((json_int_t)(end - start)));
-		if (first >= start)
-			json_object_set_new(rec, "ttfb_ns",
-					    json_integer((json_int_t)(first -
-								      start)));
+		jw_key(&w, "duration_ns");
+		jw_u64(&w, end - start);
+		if (first >= start) {
+			jw_key(&w, "ttfb_ns");
+			jw_u64(&w, first - start);
+		}
 	}
-	set_partial(rec, partial);
-	set_process(rec, &c->id);
-	agent_emit(s->agent, rec);
+	jw_key(&w, "partial");
+	jw_raw(&w, partial ? "true" : "false", partial ? 4 : 5);
+	if (partial) {
+		bool any = false;
+		jw_key(&w, "partial_reasons");
+		jw_raw(&w, "[", 1);
+		for (size_t i = 0;
+		     i < sizeof(partial_names) / sizeof(partial_names[0]); i++) {
+			if (!(partial & (1u << i)))
+				continue;
+			if (any)
+				jw_raw(&w, ",", 1);
+			jw_str(&w, partial_names[i]);
+			any = true;
+		}
+		jw_raw(&w, "]", 1);
+	}
+	jw_key(&w, "pid");
+	jw_u64(&w, c->id.tgid);
+	jw_key(&w, "comm");
+	jw_strn(&w, c->id.comm, strnlen(c->id.comm, L7_COMM_LEN));
+	jw_key(&w, "netns");
+	jw_u64(&w, c->id.netns);
+	jw_close(&w);
+	if (jw_text(&w))
+		agent_emit_line(s->agent, jw_text(&w));
+	else
+		log_warn("l7: an http record did not fit its buffer");
 	s->http_records++;
 	if (partial)
 		s->http_partial++;
@@ -254,8 +408,15 @@ static void push_request(struct conn *c, const struct http_msg *m)
 	}
 	p = &h->q[(h->head + h->count) % PENDING_MAX];
 	memset(p, 0, sizeof(*p));
-	snprintf(p->method, sizeof(p->method), "%s", m->method);
-	snprintf(p->uri, sizeof(p->uri), "%s", m->uri);
+	/* Same sizes as in http_msg, always terminated there: plain copies
+	 * (snprintf per request showed in profiles). */
+	_Static_assert(sizeof(p->method) == sizeof(m->method) &&
+			       sizeof(p->uri) == sizeof(m->uri),
+		       "pending_req and http_msg field sizes");
+	memcpy(p->method, m->method, strnlen(m->method, sizeof(m->method) - 1) + 1);
+	p->method[sizeof(p->method) - 1] = '\0';
+	memcpy(p->uri, m->uri, strnlen(m->uri, sizeof(m->uri) - 1) + 1);
+	p->uri[sizeof(p->uri) - 1] = '\0';
 	p->version = m->version;
 	p->first_enter_ns = m->first_enter_ns;
 	p->first_exit_ns = m->first_exit_ns;
@@ -530,6 +691,7 @@ static void conn_close(struct l7_sensor *s, struct conn *c, uint64_t now)
 	}
 	free(c->dns[0]);
 	free(c->dns[1]);
+	free(c->ends);
 	while (*pp && *pp != c)
 		pp = &(*pp)->next;
 	if (*pp)
@@ -548,11 +710,16 @@ static void classify(struct conn *c, const uint8_t *d, size_t n, int dir)
 			return; /* too little to be sure: next piece */
 		c->kind = CK_HTTP;
 		c->client = dir == L7_DIR_OUT;
-		c->http = calloc(1, sizeof(*c->http));
+		/* malloc, not calloc: the pending queue (~18 KiB) is
+		 * written before it is read; zeroing it per connection
+		 * showed in profiles (one connection per upstream call). */
+		c->http = malloc(sizeof(*c->http));
 		if (!c->http) {
 			c->kind = CK_OTHER;
 			return;
 		}
+		c->http->head = c->http->count = 0;
+		c->http->cur_pushed = false;
 		http_stream_init(&c->http->req, true, &req_hooks, c);
 		http_stream_init(&c->http->resp, false, &resp_hooks, c);
 		return;
@@ -606,6 +773,24 @@ static bool may_start(const uint8_t *d, size_t n)
 	return n < 14;
 }
 
+/* Neither HTTP nor DNS: tell the kernel to stop capturing this socket, so
+ * that its later syscalls cost a map lookup and no copy, ring space or
+ * wake-up. Only if the kernel's entry is still the one of this socket (same
+ * generation): the socket may have closed and its address been reused
+ * while these events waited in the ring. */
+static void ignore_in_kernel(struct conn *c, const struct l7_event *e)
+{
+	int fd = bpf_map__fd(c->s->skel->maps.l7_socks);
+	struct l7_sock st;
+
+	if (e->proto != IPPROTO_TCP ||
+	    bpf_map_lookup_elem(fd, &c->sk, &st) || st.gen != e->sk_gen)
+		return;
+	st.ignore = 1;
+	if (!bpf_map_update_elem(fd, &c->sk, &st, BPF_EXIST))
+		c->s->ignored_sockets++;
+}
+
 /* An unclassified connection's piece: classify on what this direction
  * brought so far; once known, replay the kept bytes, then the piece.
  * Pieces that cannot open a message (a connection first seen in the middle,
@@ -619,6 +804,7 @@ static void classify_event(struct conn *c, const struct l7_event *e)
 
 	if (++c->tries > CLASSIFY_TRIES) {
 		c->kind = CK_OTHER;
+		ignore_in_kernel(c, e);
 		return;
 	}
 	if (e->cap < e->len) {
@@ -659,6 +845,15 @@ static void classify_event(struct conn *c, const struct l7_event *e)
 	feed_conn(c, dir, e->data, e->cap, e->len, e->enter_ns, e->ts_ns);
 }
 
+/* Same socket identity: netns, local and remote address and port. */
+static bool same_endpoints(const struct l7_event *a, const struct l7_event *b)
+{
+	return a->netns == b->netns && a->lport == b->lport &&
+	       a->rport == b->rport && a->family == b->family &&
+	       !memcmp(a->laddr, b->laddr, sizeof(a->laddr)) &&
+	       !memcmp(a->raddr, b->raddr, sizeof(a->raddr));
+}
+
 static void on_event(struct l7_sensor *s, const struct l7_event *e)
 {
 	struct conn *c;
@@ -685,9 +880,23 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	c = conn_find(s, e->sock, true);
 	if (!c)
 		return;
-	/* Sequence back at 0: the kernel forgot this socket (its close, which
-	 * we missed, or an LRU eviction) and the address may be a new socket.
-	 * End the old one (what was in flight is written partial). */
+	/* Another generation, other endpoints, or sequence back at 0: the
+	 * kernel forgot this socket (its close, which we missed, or an LRU
+	 * eviction) and the address may be a new socket. A TCP connection's
+	 * endpoints never change, so different ones are a new socket even
+	 * when the kernel's entry survived: a socket that reached CLOSE (a
+	 * reset) and was then read once more re-made its entry, which its
+	 * successor at the same address inherited (seen at 1000 pages/s
+	 * under overload: a details exchange written with the ends of an
+	 * earlier reviews socket). End the old one (what was in flight is
+	 * written partial). */
+	if ((c->seq_seen[0] || c->seq_seen[1]) &&
+	    (c->sk_gen != e->sk_gen || !same_endpoints(&c->id, e))) {
+		conn_close(s, c, e->ts_ns);
+		c = conn_find(s, e->sock, true);
+		if (!c)
+			return;
+	}
 	if (c->seq_seen[e->dir] && e->seq == 0 && c->seq_next[e->dir] != 0) {
 		conn_close(s, c, e->ts_ns);
 		c = conn_find(s, e->sock, true);
@@ -706,6 +915,7 @@ static void on_event(struct l7_sensor *s, const struct l7_event *e)
 	}
 	c->seq_seen[e->dir] = true;
 	c->seq_next[e->dir] = e->seq + 1;
+	c->sk_gen = e->sk_gen;
 	c->last_ns = e->ts_ns;
 	memcpy(&c->id, e, L7_EVENT_HDR);
 
@@ -739,6 +949,10 @@ static void l7_stop(void *state)
 			conn_close(s, s->buckets[b], s->last_event_ns);
 	if (s->dns)
 		dns_expire(s, s->last_event_ns, true);
+	for (size_t i = 0; i < EP_CACHE_SIZE; i++) {
+		free(s->ep_cache[i].pre);
+		free(s->ep_cache[i].post);
+	}
 	ring_buffer__free(s->rb);
 	l7_bpf__destroy(s->skel);
 	free(s->dns);
@@ -831,6 +1045,7 @@ static void l7_tick(void *state)
 
 	/* The kernel wakes us only when much is waiting: drain the rest. */
 	ring_buffer__consume(s->rb);
+	s->epoch++;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	dns_expire(s, now, false);
@@ -852,6 +1067,7 @@ static void l7_status(void *state, json_t *out)
 		[L7_CNT_STASH_FULL] = "lost_syscall_map_full",
 		[L7_CNT_TRUNCATED] = "truncated_captures",
 		[L7_CNT_READ_FAULT] = "lost_read_fault",
+		[L7_CNT_IGNORED] = "ignored_syscalls",
 	};
 	struct l7_sensor *s = state;
 	int fd = bpf_map__fd(s->skel->maps.l7_counters);
@@ -875,6 +1091,8 @@ static void l7_status(void *state, json_t *out)
 			    json_integer((json_int_t)s->dns_table_full));
 	json_object_set_new(out, "pipeline_overflow",
 			    json_integer((json_int_t)s->pipeline_overflow));
+	json_object_set_new(out, "ignored_sockets",
+			    json_integer((json_int_t)s->ignored_sockets));
 	json_object_set_new(out, "unparsed_messages",
 			    json_integer((json_int_t)s->malformed));
 	percpu_counters_json(fd, s->ncpus, names, L7_CNT_MAX, out);

@@ -123,6 +123,7 @@ static void lab_usage(FILE *out)
 	fprintf(out, "\nInternal (run by the lab inside its namespaces):\n"
 		     "  delayer  hold NFQUEUE packets for a fixed delay\n"
 		     "  loadgen  constant-rate HTTP load generator\n"
+		     "  httpd    HTTP server with a microsecond access log\n"
 		     "  apiserver  the Kubernetes API stand-in (list, watch)\n"
 		     "\nRun 'sonde lab COMMAND --help' for a command's options.\n");
 }
@@ -244,6 +245,8 @@ int cmd_lab(int argc, char **argv)
 		return lab_delayer_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "loadgen"))
 		return lab_loadgen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "httpd"))
+		return lab_httpd_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "apiserver"))
 		return lab_apiserver_main(argc - 1, argv + 1);
 

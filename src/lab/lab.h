@@ -11,6 +11,8 @@
 int lab_delayer_main(int argc, char **argv);
 /* `sonde lab loadgen`: open-loop HTTP load at a constant request rate. */
 int lab_loadgen_main(int argc, char **argv);
+/* `sonde lab httpd`: HTTP/1.1 server with a microsecond access log. */
+int lab_httpd_main(int argc, char **argv);
 /* `sonde lab apiserver`: the lab's Kubernetes API stand-in (list, watch). */
 int lab_apiserver_main(int argc, char **argv);
 

@@ -15,8 +15,10 @@ must in turn match a log line: none invented.
 Durations: nginx's request_time is whole milliseconds of a clock cached when
 its event loop wakes, so it runs short of the real time by the work done in
 that loop turn. At least 97 % must be within max(1 ms, 5 %) and 99 % within
-that plus 2 ms. The load generator's libcurl times (microseconds) check the
-client side with the same bounds.
+that plus 2 ms; the summary also counts those beyond the issue's own bound,
+max(1 ms, 5 %) of the log's value (duration_off_1ms), and how many of them
+we measured longer. The load generator's libcurl times (microseconds) check
+the client side against max(1 ms, 5 %) itself (duration_off_1ms).
 
 Prints one JSON summary on stdout; exits 1 when a threshold is missed.
 """
@@ -58,8 +60,12 @@ def main():
             start = l["msec"] - l["request_time"]
             if start >= t0 and l["msec"] <= t1:
                 truth.append(l)
+        # Only nginx's port: the pod may run other servers (l7_http.sh
+        # adds `sonde lab httpd` on another port, checked by l7_check_us.py).
+        ports = {int(l.get("server_port", 9080)) for l in truth} or {9080}
         server = [r for r in recs if r.get("side") == "server"
-                  and r.get("dst", {}).get("pod") == name]
+                  and r.get("dst", {}).get("pod") == name
+                  and r.get("dst", {}).get("port") in ports]
         # Index records by (client ip, port, method, uri, status), each
         # list sorted by end time: a keep-alive connection carries
         # thousands of requests with the same key.
@@ -74,6 +80,8 @@ def main():
         matched = 0
         dur_bad = 0
         dur_far = 0
+        dur_strict = 0
+        ours_longer = 0
         used = set()
         worst = 0.0
         for l in truth:
@@ -113,6 +121,11 @@ def main():
             theirs = l["request_time"]
             err = abs(ours - theirs)
             worst = max(worst, err)
+            # The issue's bound as such, against the log's whole ms.
+            if err > max(0.001, 0.05 * theirs):
+                dur_strict += 1
+                if ours > theirs:
+                    ours_longer += 1
             # request_time has 1 ms resolution (and a clock cached per event
             # loop wake-up): the truth lies within 1 ms of it, so "within
             # 1 ms of the truth" is checked as within 1 ms + 1 ms of the log.
@@ -132,7 +145,8 @@ def main():
         for r in invented[:3]:
             problems.append({"pod": name, "invented": r})
         n = len(truth)
-        summary["pods"][name] = {"log": n, "matched": matched, "duration_off": dur_bad,
+        summary["pods"][name] = {"log": n, "matched": matched, "duration_off_1ms": dur_strict,
+                                 "off_1ms_ours_longer": ours_longer, "duration_off": dur_bad,
                                  "duration_off_2ms": dur_far,
                                  "worst_duration_err_ms": round(worst * 1000, 3),
                                  "invented": len(invented)}
@@ -145,11 +159,26 @@ def main():
     if lg:
         lg = lg[0]
         try:
-            truth = [l for l in load_jsonl(lg["dir"] + "/requests.log")
-                     if l.get("status") and t0 <= l["start"] and l["start"] + l["total_ms"] / 1000 <= t1]
+            lglog = load_jsonl(lg["dir"] + "/requests.log")
         except OSError:
-            truth = []
+            lglog = []
+        truth = [l for l in lglog
+                 if l.get("status") and t0 <= l["start"] and l["start"] + l["total_ms"] / 1000 <= t1]
+        # What the load generator achieved in the window (it is open loop
+        # over at most 8 connections: when responses are slow, requests
+        # start late, or are skipped after its timeout).
+        due = [l for l in lglog if t0 <= l.get("due", 0) <= t1]
+        late = sorted(max(0.0, l["start"] - l["due"]) for l in due if l.get("start"))
+        summary["loadgen_load"] = {
+            "due_per_s": round(len(due) / (t1 - t0), 1),
+            "completed_in_window_per_s": round(len(truth) / (t1 - t0), 1),
+            "errors": sum(1 for l in due if l.get("error")),
+            "late_p50_ms": round(late[len(late) // 2] * 1000, 3) if late else None,
+            "late_p99_ms": round(late[int(len(late) * 0.99)] * 1000, 3) if late else None,
+            "late_max_ms": round(late[-1] * 1000, 3) if late else None,
+        }
         client = [r for r in recs if r.get("side") == "client" and r.get("src", {}).get("pod") == lg["name"]
+                  and r.get("dst", {}).get("port") == 9080
                   and t0 - 1 <= r["time_ns"] / 1e9 <= t1 + 1]
         # libcurl's "start" is taken before it sends: our record starts
         # at the first send, inside [start, start + total]. Pair by the
@@ -185,7 +214,7 @@ def main():
             worst = max(worst, err)
             if err > max(1.0, 0.05 * l["total_ms"]):
                 dur_bad += 1
-        summary["loadgen_client"] = {"log": len(truth), "matched": matched, "duration_off": dur_bad,
+        summary["loadgen_client"] = {"log": len(truth), "matched": matched, "duration_off_1ms": dur_bad,
                                      "worst_duration_err_ms": round(worst, 3)}
         if truth and (matched < min_present * len(truth) or dur_bad > 0.03 * len(truth)):
             summary["ok"] = False
