@@ -225,15 +225,10 @@ json_t *agent_endpoint(struct agent *a, int family, const void *addr,
 	return ep;
 }
 
-void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
-		   int family, const void *laddr, uint16_t lport,
-		   const void *raddr, uint16_t rport)
+int agent_backend_addr(struct agent *a, uint8_t proto, int family,
+		       const void *laddr, uint16_t lport, const void *raddr,
+		       uint16_t rport, void *baddr, uint16_t *bport)
 {
-	uint8_t baddr[16];
-	uint16_t bport;
-
-	if (!json_is_true(json_object_get(remote, "cluster_ip")))
-		return;
 	if (!a->nat && !a->nat_failed) {
 		a->nat = nat_open(a->netns_path[0] ? a->netns_path : NULL);
 		if (!a->nat) {
@@ -243,8 +238,22 @@ void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
 				 strerror(errno));
 		}
 	}
-	if (!a->nat || nat_backend(a->nat, proto, family, laddr, lport, raddr,
-				   rport, baddr, &bport))
+	if (!a->nat)
+		return -ENOENT;
+	return nat_backend(a->nat, proto, family, laddr, lport, raddr, rport,
+			   baddr, bport);
+}
+
+void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
+		   int family, const void *laddr, uint16_t lport,
+		   const void *raddr, uint16_t rport)
+{
+	uint8_t baddr[16];
+	uint16_t bport;
+
+	if (!json_is_true(json_object_get(remote, "cluster_ip")) ||
+	    agent_backend_addr(a, proto, family, laddr, lport, raddr, rport,
+			       baddr, &bport))
 		return;
 	json_object_set_new(remote, "backend",
 			    agent_endpoint(a, family, baddr, bport, NULL));

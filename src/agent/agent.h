@@ -53,6 +53,11 @@ json_t *agent_endpoint(struct agent *a, int family, const void *addr,
 void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
 		   int family, const void *laddr, uint16_t lport,
 		   const void *raddr, uint16_t rport);
+/* The same lookup, for callers that write endpoints as text: 0 and the
+ * backend's address (4 or 16 bytes) and port, or -ENOENT. */
+int agent_backend_addr(struct agent *a, uint8_t proto, int family,
+		       const void *laddr, uint16_t lport, const void *raddr,
+		       uint16_t rport, void *baddr, uint16_t *bport);
 /* Starts a record with the fields every record has: kind, time (UTC ns),
  * node. */
 json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns);

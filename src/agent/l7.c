@@ -234,6 +234,49 @@ static bool put_endpoint(struct l7_sensor *s, struct jsonw *w, int family,
 	return true;
 }
 
+/* A client's end at a cluster IP, with the pod behind it (conntrack):
+ * the cached text of the cluster IP with a "backend" endpoint spliced in
+ * before its closing brace. False when the end is not a cluster IP or the
+ * lookup finds nothing: the caller writes the plain endpoint. */
+static bool put_backend_end(struct l7_sensor *s, struct jsonw *w,
+			    const struct l7_event *e)
+{
+	const struct ep_cache_ent *ce, *be;
+	uint8_t baddr[16] = { 0 };
+	uint16_t bport;
+	size_t post_len;
+
+	ce = endpoint_text(s, family_of(e), e->raddr, NULL);
+	if (!ce || !strstr(ce->post, "\"cluster_ip\":true"))
+		return false;
+	if (agent_backend_addr(s->agent, e->proto, family_of(e), e->laddr,
+			       e->lport, e->raddr, e->rport, baddr, &bport))
+		return false;
+	be = endpoint_text(s, family_of(e), baddr, NULL);
+	if (!be)
+		return false;
+	/* The cache is direct-mapped: fetching one entry may evict the
+	 * other, so the backend's text is copied before the cluster IP's is
+	 * fetched again. */
+	char bpre[256], bpost[1024];
+	if ((size_t)snprintf(bpre, sizeof(bpre), "%s", be->pre) >= sizeof(bpre) ||
+	    (size_t)snprintf(bpost, sizeof(bpost), "%s", be->post) >= sizeof(bpost))
+		return false;
+	ce = endpoint_text(s, family_of(e), e->raddr, NULL);
+	post_len = ce ? strlen(ce->post) : 0;
+	if (post_len < 1 || ce->post[post_len - 1] != '}')
+		return false;
+	jw_raw(w, ce->pre, strlen(ce->pre));
+	jw_u64(w, e->rport);
+	jw_raw(w, ce->post, post_len - 1);
+	jw_raw(w, ",\"backend\":", 11);
+	jw_raw(w, bpre, strlen(bpre));
+	jw_u64(w, bport);
+	jw_raw(w, bpost, strlen(bpost));
+	jw_raw(w, "}", 1);
+	return true;
+}
+
 /* The connection's ends as JSON text (`"side":..,"src":{..},"dst":{..}`),
  * made once per connection and tick epoch. */
 static const char *conn_ends(struct conn *c)
@@ -259,8 +302,9 @@ static const char *conn_ends(struct conn *c)
 		ok = put_endpoint(s, &w, family_of(e), e->raddr, e->rport, NULL);
 	jw_raw(&w, ",\"dst\":", 7);
 	if (c->client)
-		ok = ok && put_endpoint(s, &w, family_of(e), e->raddr, e->rport,
-					NULL);
+		ok = ok && (put_backend_end(s, &w, e) ||
+			    put_endpoint(s, &w, family_of(e), e->raddr,
+					 e->rport, NULL));
 	else
 		ok = ok && put_endpoint(s, &w, family_of(e), e->laddr, e->lport,
 					&e->netns);
