@@ -568,6 +568,11 @@ enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META, TAG_WATCH,
  * moment before it enters the pod's netns). */
 #define SOON_NS 5000000ULL
 #define SETTLE_NS 250000000ULL
+/* A process seen in transit (node.h) is looked at again after TRANSIT_NS,
+ * up to TRANSIT_LOOKS times in a row (a process that stays is not a pod's
+ * netns owner; the settle and periodic rediscoveries still see it). */
+#define TRANSIT_NS 10000000ULL
+#define TRANSIT_LOOKS 50
 
 static void arm_once(int tfd, uint64_t ns)
 {
@@ -582,6 +587,7 @@ int cmd_agent(int argc, char **argv)
 	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1, mfd = -1;
 	int soonfd = -1, rdfd = -1;
 	enum { SOON_IDLE, SOON_EVENT, SOON_SETTLE } soon = SOON_IDLE;
+	unsigned transit_looks = 0;
 
 	int prc = opts_parse(&agent_spec, argc, argv, &npos);
 	if (prc)
@@ -733,10 +739,17 @@ int cmd_agent(int argc, char **argv)
 				if (read(soonfd, &expirations, sizeof(expirations)) <= 0)
 					continue;
 				refresh_node(&a);
-				if (soon == SOON_EVENT) {
+				if (a.view.transit && transit_looks < TRANSIT_LOOKS) {
+					/* A pod's process between its cgroup and
+					 * its netns: look again shortly. */
+					transit_looks++;
+					arm_once(soonfd, TRANSIT_NS);
+				} else if (soon == SOON_EVENT) {
+					transit_looks = 0;
 					arm_once(soonfd, SETTLE_NS);
 					soon = SOON_SETTLE;
 				} else {
+					transit_looks = 0;
 					soon = SOON_IDLE;
 				}
 			} else if (tag == TAG_META) {

@@ -99,8 +99,13 @@ static int add_owner(uint32_t netns, const char *cgroup, uint32_t pid)
 	struct node_view *v = scan_view;
 	struct netns_owner *o;
 
-	if (netns == v->node_netns || netns == scan_self_netns ||
-	    node_find_netns(v, netns))
+	if (netns == scan_self_netns && netns != v->node_netns) {
+		char uid[POD_UID_LEN];
+		if (!cgroup_path_pod_uid(cgroup, uid, sizeof(uid)))
+			v->transit++; /* a pod's, not a host daemon's */
+		return 0;
+	}
+	if (netns == v->node_netns || node_find_netns(v, netns))
 		return 0;
 	o = realloc(v->owners, sizeof(*o) * (v->count + 1));
 	if (!o)

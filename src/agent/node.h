@@ -36,6 +36,9 @@ struct node_view {
 	size_t count;
 	struct pod_container *containers;
 	size_t ncontainers;
+	/* Pods' processes still in the scanner's own netns: on their way
+	 * into their pod's netns (worth a quick second look). */
+	uint32_t transit;
 };
 
 /* Fills `view` from every cgroup under cgroup_root; node_netns_path names
