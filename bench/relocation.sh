@@ -7,6 +7,8 @@
 #   plan     watch ADDED -> the controller's plan for the new node has the
 #            new pod's sensor (sonde topology --plan: what would be pushed)
 #   (a)      watch ADDED -> the new node's agent reports sensor_attached
+#   (a')     the lab starts making the new pod (old one deleted: its netns,
+#            veth, cgroups, processes follow) -> sensor_attached
 #   (b)      watch Ready (MODIFIED, Ready=True) -> first flow record of the
 #            new pod in the new node's agent output
 # TRIGGER=notify: the agents get a frozen copy of the lab's state as
@@ -79,7 +81,7 @@ allw = list(lines("watch.jsonl"))
 watch = [e for e in allw if e.get("resource") == "pods"]
 plans = [e for e in allw if e.get("resource") == "plan"]
 agents = {n: list(lines(f"agent-{n}.jsonl")) for n in ("node-1", "node-2")}
-api, a, b, pl, miss = [], [], [], [], 0
+api, a, b, pl, mk, miss = [], [], [], [], [], 0
 for m in moves:
     uid, pod, to = m["new_uid"], m["new_pod"], m["to"]
     added = next((e["time_ns"] for e in watch if e["uid"] == uid and e["type"] == "ADDED"), None)
@@ -96,6 +98,8 @@ for m in moves:
         api.append((added - m["added_ns"]) / 1e6)
     if None not in (added, attach):
         a.append((attach - added) / 1e6)
+    if attach is not None:
+        mk.append((attach - m["deleted_ns"]) / 1e6)
     if None not in (ready, first):
         b.append((first - ready) / 1e6)
     if None in (added, ready, attach, first):
@@ -108,6 +112,7 @@ print(f"moves: {len(moves)}, with (a): {len(a)}, with (b): {len(b)}, incomplete:
 for name, v in (("lab state write -> watch ADDED (ms)", api),
                 ("watch ADDED -> new plan for the new node (ms)", pl),
                 ("(a) watch ADDED -> sensor attached on new node (ms)", a),
+                ("(a') lab starts making the new pod -> sensor attached (ms)", mk),
                 ("(b) watch Ready -> first flow record of new pod (ms)", b)):
     if v:
         print(f"{name}: p50 {pct(v, .5):.1f}  p99 {pct(v, .99):.1f}  min {min(v):.1f}  max {max(v):.1f}")
