@@ -96,8 +96,12 @@ assert_eq "$npods" "$(get topology | jq '[.pods[] | select(.discovered and .netn
 # --- a move: the new pod's chain appears discovered on its new node
 from=$(pod_field ratings-v1 .node)
 for n in $(jq -r '.nodes[].name' $ST); do [ "$n" != "$from" ] && { to=$n; break; }; done
+old_uid=$(pod_field ratings-v1 .uid)
 lab move ratings "$to" >/dev/null || die "lab move ratings $to"
 new_pod=$(pod_field ratings-v1 .name)
+# The old pod's processes, netns and veth vanished: its node's agent drops it.
+gone() { get "agents/$from/discovery" | jq -e --arg u "$old_uid" 'all(.discovery.pods[]; .uid != $u)' >/dev/null; }
+wait_for 5 gone || fail "the old pod $old_uid is still in $from's discovery"
 moved() {
 	get topology | jq -e --arg n "$new_pod" --arg to "$to" \
 		'.pods[] | select(.pod == $n and .node == $to and .discovered and .host_veth != null)' >/dev/null
