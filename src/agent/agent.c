@@ -148,7 +148,13 @@ static const struct cmd_spec agent_spec = {
 		"Without --pods/--namespace every pod of the node and the\n"
 		"node's own network namespace are monitored. On exit, one "
 		"line per sensor\nfamily with its state and counters (events, "
-		"lost events) goes to stderr.",
+		"lost events) goes to stderr,\nafter one line for the node "
+		"(rediscoveries, notifications, discovery reports).\n"
+		"The node is rediscovered when its links or kubepods cgroups "
+		"change (rtnetlink,\ninotify) and every --rediscover; with "
+		"--server its discovery is also sent to\nPUT "
+		"SERVER/v1/agents/NODE/discovery at each change and every "
+		"--heartbeat.",
 };
 
 /* ---- what sensors may use (agent.h) */
