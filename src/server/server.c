@@ -739,11 +739,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 				return http_error(c, MHD_HTTP_NOT_FOUND,
 						  "no Kubernetes controller "
 						  "(start with --kubeconfig)");
-			json_t *reports = agents_disc_reports(s->agents);
-			json_t *doc = url[4] == 't'
-					      ? controller_topology(s->ctl, reports)
-					      : controller_plan(s->ctl);
-			json_decref(reports);
+			json_t *doc;
+			if (url[4] == 't') {
+				json_t *reports = agents_disc_reports(s->agents);
+				doc = controller_topology(s->ctl, reports);
+				json_decref(reports);
+			} else {
+				doc = controller_plan(s->ctl);
+			}
 			if (!doc)
 				return http_retry(c, MHD_HTTP_SERVICE_UNAVAILABLE,
 						  1, "the controller's first "
