@@ -47,10 +47,11 @@ static void add_veths(json_t *pod, uint32_t pid, const struct netdev *devs,
 	err = netdev_list(ns, &pdevs, &npdevs);
 	if (err) {
 		/* The pod left between the scan and now (a move, a delete):
-		 * the next rediscovery drops it. */
-		log_debug("discovery: pod %s: netns of pid %u gone (%s)",
-			  json_string_value(json_object_get(pod, "uid")), pid,
-			  strerror(-err));
+		 * reported without its veth; the next rediscovery drops it. */
+		log_info("discovery: pod %s left while we looked (netns of pid "
+			 "%u: %s)",
+			 json_string_value(json_object_get(pod, "uid")), pid,
+			 strerror(-err));
 		return;
 	}
 	const struct netdev *eth0 = netdev_by_name(pdevs, npdevs, "eth0");
