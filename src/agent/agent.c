@@ -2,11 +2,17 @@
  *
  * Shape (after libbpf-bootstrap and netstacklat): discover the node, start
  * every selected family (each may degrade on its own), then one epoll loop
- * over the families' ring buffers, a 1 s timer (rediscover pods, reload
- * metadata, re-read the clock offset), an --interval timer (families flush
- * their aggregates) and a signalfd for a clean stop. */
+ * over the families' ring buffers, the node's change notifications
+ * (nodewatch.c: link events, kubepods cgroups; they trigger a rediscovery
+ * at once), a slow --rediscover timer as a safety net, a 1 s timer (reload
+ * metadata when it changed, re-read the clock offset), an --interval timer
+ * (families flush their aggregates) and a signalfd for a clean stop. With
+ * --server, each rediscovery's document goes to the server
+ * (discovery_report.c). */
 #include "agent/agent.h"
 #include "agent/nat.h"
+#include "agent/discovery.h"
+#include "agent/nodewatch.h"
 #include "agent/output.h"
 #include "agent/sensor.h"
 #include "cmds.h"
@@ -53,6 +59,9 @@ struct agent {
 	size_t nfams;
 	struct nat *nat;   /* conntrack in the node's netns, opened at first use */
 	bool nat_failed;   /* could not be opened: not retried at every record */
+	struct disc_reporter *reporter; /* NULL: no --server */
+	struct nodewatch *watch;	/* NULL: timer only */
+	uint64_t rediscoveries;
 };
 
 static const char *opt_node;
@@ -70,6 +79,8 @@ static bool opt_all_netns;
 static bool opt_no_redact;
 static long opt_latency_sample = 1;
 static long opt_latency_test_skew_ns;
+static uint64_t opt_rediscover_ns = 10000000000ULL;
+static uint64_t opt_heartbeat_ns = 10000000000ULL;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -120,6 +131,13 @@ static const struct opt agent_opts[] = {
 	{ "latency-test-skew-ns", 0, OPT_INT, &opt_latency_test_skew_ns, "NS",
 	  "TEST AID: the latency sensor acts as if this node's clock were NS\n"
 	  "                            ahead (stamps and arrivals); records say so" },
+	{ "rediscover", 0, OPT_DURATION, &opt_rediscover_ns, "DUR",
+	  "rediscover the node every DUR even without a change notification "
+	  "(a safety net; default 10s)" },
+	{ "heartbeat", 0, OPT_DURATION, &opt_heartbeat_ns, "DUR",
+	  "with --server: send the node's discovery at least every DUR "
+	  "(default 10s; the server marks a node stale after missed "
+	  "heartbeats)" },
 	{ "btf", 0, OPT_STRING, &opt_btf, "FILE",
 	  "kernel BTF to use (default: " SONDE_DEFAULT_BTF ")" },
 	OPT_END,
@@ -137,7 +155,13 @@ static const struct cmd_spec agent_spec = {
 		"Without --pods/--namespace every pod of the node and the\n"
 		"node's own network namespace are monitored. On exit, one "
 		"line per sensor\nfamily with its state and counters (events, "
-		"lost events) goes to stderr.",
+		"lost events) goes to stderr,\nafter one line for the node "
+		"(rediscoveries, notifications, discovery reports).\n"
+		"The node is rediscovered when its links or kubepods cgroups "
+		"change (rtnetlink,\ninotify) and every --rediscover; with "
+		"--server its discovery is also sent to\nPUT "
+		"SERVER/v1/agents/NODE/discovery at each change and every "
+		"--heartbeat.",
 };
 
 /* ---- what sensors may use (agent.h) */
@@ -429,6 +453,11 @@ static void refresh_node(struct agent *a)
 	emit_target_changes(a, &old_view, old_targets, old_n);
 	node_view_free(&old_view);
 	free(old_targets);
+	a->rediscoveries++;
+	if (a->reporter)
+		disc_reporter_update(a->reporter,
+				     discovery_build(a->node_name, a->cgroup_root,
+						     a->netns_path, &a->view));
 }
 
 static int resolve_node(struct agent *a)
@@ -535,17 +564,36 @@ static void families_status(void *ctx, json_t *out)
 
 static void report_status(struct agent *a)
 {
+	json_t *node = json_pack("{s:I}", "rediscoveries",
+				 (json_int_t)a->rediscoveries);
+	if (a->watch) {
+		struct nodewatch_stats st;
+		nodewatch_stats(a->watch, &st);
+		json_object_set_new(node, "link_events",
+				    json_integer((json_int_t)st.link_events));
+		json_object_set_new(node, "cgroup_events",
+				    json_integer((json_int_t)st.cgroup_events));
+		json_object_set_new(node, "overruns",
+				    json_integer((json_int_t)st.overruns));
+	}
+	if (a->reporter)
+		disc_reporter_status(a->reporter, node);
 	if (a->nat) {
 		struct nat_stats ns;
 		nat_stats(a->nat, &ns);
-		fprintf(stderr,
-			"{\"conntrack\":{\"lookups\":%llu,\"cached\":%llu,"
-			"\"found\":%llu,\"errors\":%llu}}\n",
-			(unsigned long long)ns.lookups,
-			(unsigned long long)ns.cached,
-			(unsigned long long)ns.found,
-			(unsigned long long)ns.errors);
+		json_object_set_new(
+			node, "conntrack",
+			json_pack("{s:I, s:I, s:I, s:I}", "lookups",
+				  (json_int_t)ns.lookups, "cached",
+				  (json_int_t)ns.cached, "found",
+				  (json_int_t)ns.found, "errors",
+				  (json_int_t)ns.errors));
 	}
+	char *text = json_dumps(node, JSON_COMPACT);
+	if (text)
+		fprintf(stderr, "{\"node\":%s}\n", text);
+	free(text);
+	json_decref(node);
 	for (size_t i = 0; i < a->nfams; i++) {
 		json_t *st = family_status(&a->fams[i]);
 		char *line = json_dumps(st, JSON_COMPACT);
@@ -574,12 +622,36 @@ static int arm(int tfd, uint64_t ns)
 	return timerfd_settime(tfd, 0, &t, NULL);
 }
 
-enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META };
+enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META, TAG_WATCH,
+       TAG_SOON, TAG_REDISCOVER };
+
+/* A change notification rediscovers after SOON_NS, so that one burst (a
+ * veth made, enslaved, set up; a process joining its cgroup) costs one
+ * rediscovery; then once more SETTLE_NS later, for what the burst
+ * announced but had not finished (a process joins its pod's cgroup a
+ * moment before it enters the pod's netns). */
+#define SOON_NS 5000000ULL
+#define SETTLE_NS 250000000ULL
+/* A process seen in transit (node.h) is looked at again after TRANSIT_NS,
+ * up to TRANSIT_LOOKS times in a row (a process that stays is not a pod's
+ * netns owner; the settle and periodic rediscoveries still see it). */
+#define TRANSIT_NS 10000000ULL
+#define TRANSIT_LOOKS 50
+
+static void arm_once(int tfd, uint64_t ns)
+{
+	struct itimerspec t = { .it_value = { (time_t)(ns / 1000000000ULL),
+					      (long)(ns % 1000000000ULL) } };
+	timerfd_settime(tfd, 0, &t, NULL);
+}
 
 int cmd_agent(int argc, char **argv)
 {
 	struct agent a = { 0 };
 	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1, mfd = -1;
+	int soonfd = -1, rdfd = -1;
+	enum { SOON_IDLE, SOON_EVENT, SOON_SETTLE } soon = SOON_IDLE;
+	unsigned transit_looks = 0;
 
 	int prc = opts_parse(&agent_spec, argc, argv, &npos);
 	if (prc)
@@ -625,7 +697,9 @@ int cmd_agent(int argc, char **argv)
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	rfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 	ifd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-	if (epfd < 0 || rfd < 0 || ifd < 0 || sfd < 0) {
+	soonfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	rdfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (epfd < 0 || rfd < 0 || ifd < 0 || sfd < 0 || soonfd < 0 || rdfd < 0) {
 		log_err("epoll/timerfd/signalfd: %s", strerror(errno));
 		goto out;
 	}
@@ -645,16 +719,35 @@ int cmd_agent(int argc, char **argv)
 		if (fd >= 0 && add_fd(epfd, fd, i))
 			log_warn("%s: epoll: %s", r->fam->name, strerror(errno));
 	}
+	if (output_ship.server) {
+		const char *token = output_ship.token ? output_ship.token
+						      : getenv("SONDE_TOKEN");
+		a.reporter = disc_reporter_start(output_ship.server, token,
+						 a.node_name,
+						 opt_heartbeat_ns ? opt_heartbeat_ns
+								  : 10000000000ULL);
+		if (!a.reporter)
+			log_warn("discovery: cannot start the reporter: %s",
+				 strerror(errno));
+	}
+	/* Watched before the first discovery: a change between the two is
+	 * not missed. */
+	a.watch = nodewatch_open(a.netns_path, a.cgroup_root);
+	if (a.watch && add_fd(epfd, nodewatch_fd(a.watch), TAG_WATCH))
+		log_warn("nodewatch: epoll: %s", strerror(errno));
 	refresh_node(&a);
 
 	arm(rfd, 1000000000ULL);
 	arm(ifd, a.cfg.interval_ns);
+	arm(rdfd, opt_rediscover_ns ? opt_rediscover_ns : 10000000000ULL);
 	add_fd(epfd, sfd, TAG_SIGNAL);
 	add_fd(epfd, rfd, TAG_REFRESH);
 	add_fd(epfd, ifd, TAG_TICK);
-	/* A metadata change (a pod added or moved: the lab rewrites its state
-	 * by rename) triggers a rediscovery at once instead of at the next
-	 * second: it is most of a relocation's dead period otherwise. */
+	add_fd(epfd, soonfd, TAG_SOON);
+	add_fd(epfd, rdfd, TAG_REDISCOVER);
+	/* The metadata is the pod selection's input (--pods, --namespace):
+	 * when the lab rewrites it (by rename), the targets are recomputed at
+	 * once. Discovery itself follows the node's own notifications. */
 	char meta_dir[PATH_MAX];
 	const char *meta_base = NULL;
 	if (a.metadata_path) {
@@ -694,8 +787,36 @@ int cmd_agent(int argc, char **argv)
 						 si.ssi_signo);
 				stop = true;
 			} else if (tag == TAG_REFRESH) {
-				if (read(rfd, &expirations, sizeof(expirations)) > 0)
+				if (read(rfd, &expirations, sizeof(expirations)) <= 0)
+					continue;
+				a.mono_to_real_ns = clock_offset_ns();
+				if (a.metadata_path && meta_changed(&a.meta))
 					refresh_node(&a);
+			} else if (tag == TAG_REDISCOVER) {
+				if (read(rdfd, &expirations, sizeof(expirations)) > 0)
+					refresh_node(&a);
+			} else if (tag == TAG_WATCH) {
+				if (nodewatch_read(a.watch) > 0 && soon != SOON_EVENT) {
+					arm_once(soonfd, SOON_NS);
+					soon = SOON_EVENT;
+				}
+			} else if (tag == TAG_SOON) {
+				if (read(soonfd, &expirations, sizeof(expirations)) <= 0)
+					continue;
+				refresh_node(&a);
+				if (a.view.transit && transit_looks < TRANSIT_LOOKS) {
+					/* A pod's process between its cgroup and
+					 * its netns: look again shortly. */
+					transit_looks++;
+					arm_once(soonfd, TRANSIT_NS);
+				} else if (soon == SOON_EVENT) {
+					transit_looks = 0;
+					arm_once(soonfd, SETTLE_NS);
+					soon = SOON_SETTLE;
+				} else {
+					transit_looks = 0;
+					soon = SOON_IDLE;
+				}
 			} else if (tag == TAG_META) {
 				char buf[4096] __attribute__((aligned(8)));
 				bool changed = false;
@@ -741,6 +862,8 @@ out:
 	for (size_t f = 0; f < a.nfams; f++)
 		if (a.fams[f].state)
 			a.fams[f].fam->stop(a.fams[f].state);
+	disc_reporter_stop(a.reporter);
+	nodewatch_close(a.watch);
 	output_close(a.out);
 	nat_close(a.nat);
 	free(a.targets);
@@ -756,5 +879,9 @@ out:
 		close(sfd);
 	if (mfd >= 0)
 		close(mfd);
+	if (soonfd >= 0)
+		close(soonfd);
+	if (rdfd >= 0)
+		close(rdfd);
 	return rc;
 }

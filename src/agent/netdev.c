@@ -129,6 +129,11 @@ out:
 	return nl;
 }
 
+struct mnl_socket *netdev_socket_in(const char *netns_path)
+{
+	return socket_in(netns_path);
+}
+
 int netdev_list(const char *netns_path, struct netdev **out, size_t *count)
 {
 	struct dump_ctx ctx = { 0 };

@@ -23,6 +23,12 @@ struct netdev {
 	bool up;
 };
 
+struct mnl_socket;
+
+/* A NETLINK_ROUTE socket made inside the netns at netns_path (NULL: the
+ * caller's); it stays bound to that netns. NULL with errno on failure. */
+struct mnl_socket *netdev_socket_in(const char *netns_path);
+
 /* Dumps the links of the netns at netns_path (NULL: the caller's). */
 int netdev_list(const char *netns_path, struct netdev **out, size_t *count);
 const struct netdev *netdev_by_index(const struct netdev *devs, size_t n,

@@ -88,12 +88,23 @@ int cgroup_path_container_id(const char *path, char *out, size_t len)
 }
 
 static struct node_view *scan_view; /* nftw has no user pointer */
+/* The netns this process runs in. A pod's process seen there is in
+ * transit: a runtime (or the lab's spawner) puts it in the pod's cgroup
+ * first and moves it into the pod's netns a moment later. Counting it
+ * would report our own netns as a pod's. */
+static uint32_t scan_self_netns;
 
 static int add_owner(uint32_t netns, const char *cgroup, uint32_t pid)
 {
 	struct node_view *v = scan_view;
 	struct netns_owner *o;
 
+	if (netns == scan_self_netns && netns != v->node_netns) {
+		char uid[POD_UID_LEN];
+		if (!cgroup_path_pod_uid(cgroup, uid, sizeof(uid)))
+			v->transit++; /* a pod's, not a host daemon's */
+		return 0;
+	}
 	if (netns == v->node_netns || node_find_netns(v, netns))
 		return 0;
 	o = realloc(v->owners, sizeof(*o) * (v->count + 1));
@@ -110,11 +121,33 @@ static int add_owner(uint32_t netns, const char *cgroup, uint32_t pid)
 	return 0;
 }
 
+/* The container of a cgroup with a pod UID and a container id, or NULL
+ * (not a container's cgroup, or out of memory: discovery goes on without
+ * it). */
+static struct pod_container *add_container(const char *cgroup)
+{
+	struct node_view *v = scan_view;
+	struct pod_container c = { 0 }, *n;
+
+	if (cgroup_path_pod_uid(cgroup, c.pod_uid, sizeof(c.pod_uid)) ||
+	    cgroup_path_container_id(cgroup, c.container_id,
+				     sizeof(c.container_id)))
+		return NULL;
+	n = realloc(v->containers, sizeof(*n) * (v->ncontainers + 1));
+	if (!n)
+		return NULL;
+	v->containers = n;
+	n[v->ncontainers] = c;
+	return &n[v->ncontainers++];
+}
+
 static int scan_cgroup(const char *path, const struct stat *st, int type,
 		       struct FTW *ftw)
 {
 	char procs[4096 + 16], nspath[64];
 	unsigned int pid;
+	struct pod_container *c = NULL;
+	bool looked = false; /* is this a container's cgroup? asked once */
 	FILE *f;
 
 	(void)st;
@@ -126,6 +159,15 @@ static int scan_cgroup(const char *path, const struct stat *st, int type,
 	if (!f)
 		return 0; /* removed while we walk: a pod going away */
 	while (fscanf(f, "%u", &pid) == 1) {
+		if (!looked) {
+			c = add_container(path);
+			looked = true;
+		}
+		if (c) {
+			if (c->npids < CONTAINER_PIDS_MAX)
+				c->pids[c->npids++] = pid;
+			c->nprocs++;
+		}
 		snprintf(nspath, sizeof(nspath), "/proc/%u/ns/net", pid);
 		uint32_t ino = netns_inode(nspath);
 		if (ino && add_owner(ino, path, pid)) {
@@ -148,6 +190,7 @@ int node_scan(const char *cgroup_root, const char *node_netns_path,
 		return -ENOENT;
 	}
 	scan_view = view;
+	scan_self_netns = netns_inode("/proc/self/ns/net");
 	if (nftw(cgroup_root, scan_cgroup, 16, FTW_PHYS) < 0) {
 		int err = -errno;
 		log_err("cannot walk cgroup tree %s: %s", cgroup_root,
@@ -161,8 +204,11 @@ int node_scan(const char *cgroup_root, const char *node_netns_path,
 void node_view_free(struct node_view *view)
 {
 	free(view->owners);
+	free(view->containers);
 	view->owners = NULL;
+	view->containers = NULL;
 	view->count = 0;
+	view->ncontainers = 0;
 }
 
 const struct netns_owner *node_find_netns(const struct node_view *view,

@@ -18,10 +18,27 @@ struct netns_owner {
 	uint32_t pid;	     /* one process seen in it */
 };
 
+#define CONTAINER_PIDS_MAX 8
+
+/* A container's cgroup (one with a pod UID and a container id in its path)
+ * and the first processes in it, in cgroup.procs order. */
+struct pod_container {
+	char pod_uid[POD_UID_LEN];
+	char container_id[CONTAINER_ID_LEN];
+	uint32_t pids[CONTAINER_PIDS_MAX];
+	uint32_t npids;	    /* kept, at most CONTAINER_PIDS_MAX */
+	uint32_t nprocs;    /* in the cgroup */
+};
+
 struct node_view {
 	uint32_t node_netns; /* the node's own (root) network namespace */
 	struct netns_owner *owners;
 	size_t count;
+	struct pod_container *containers;
+	size_t ncontainers;
+	/* Pods' processes still in the scanner's own netns: on their way
+	 * into their pod's netns (worth a quick second look). */
+	uint32_t transit;
 };
 
 /* Fills `view` from every cgroup under cgroup_root; node_netns_path names

@@ -6,12 +6,13 @@
  * The first half comes from the Kubernetes API (list + watch through the
  * k8s client library), the second from node discovery: cgroups give each
  * pod's processes and network namespace (agent/node.c), rtnetlink gives the
- * devices (agent/netdev.c). Discovery runs here for the nodes whose
- * namespaces this host can see (every lab node; the local node on a real
- * cluster, where the rest is the agents' job once they report to the
- * server). `--watch` prints the API's events instead, as JSON lines. */
-#include "agent/netdev.h"
-#include "agent/node.h"
+ * devices (agent/netdev.c), both in one document per node
+ * (agent/discovery.c). Discovery runs here for the nodes whose namespaces
+ * this host can see (every lab node; the local node on a real cluster);
+ * the server joins the documents its agents report with the same code
+ * (topology_doc). `--watch` prints the API's events instead, as JSON
+ * lines. */
+#include "agent/discovery.h"
 #include "cmds.h"
 #include "cli/topology.h"
 #include "k8s/k8s.h"
@@ -250,14 +251,14 @@ static int write_snapshot(struct k8s_client *c, const char *path)
 
 /* --- the topology ------------------------------------------------------------ */
 
+/* A node's discovery (agent/discovery.h): built here for the nodes whose
+ * namespaces this host can see, or reported by the node's agent to the
+ * server. */
 struct node_disc {
 	char name[256];
-	char netns_path[PATH_MAX];
-	char cgroup_root[PATH_MAX + 300];
-	bool seen; /* discovery ran */
-	struct node_view view;
-	struct netdev *devs;
-	size_t ndevs;
+	json_t *doc;	  /* NULL: not discovered */
+	bool stale;	  /* its agent stopped reporting */
+	json_t *agent;	  /* the reporting agent (server only) */
 };
 
 /* Where a node's namespaces are visible from here: a lab node names its
@@ -265,53 +266,32 @@ struct node_disc {
  * is the host's own namespace and cgroup mount. */
 static void discover_node(struct node_disc *d, const json_t *node)
 {
-	char cg2[PATH_MAX], host[256] = "";
+	char cg2[PATH_MAX], host[256] = "", netns_path[PATH_MAX];
+	char cgroup_root[PATH_MAX + 300];
 	const json_t *ann = json_object_get(json_object_get(node, "metadata"), "annotations");
 	const char *ns = json_string_value(json_object_get(ann, "sonde.dev/netns")) ?: "";
-	snprintf(d->name, sizeof(d->name), "%s", jstr(node, "metadata.name"));
 	if (sys_cgroup2_mount(cg2, sizeof(cg2)))
 		return;
 	gethostname(host, sizeof(host) - 1);
 	if (*ns) {
-		snprintf(d->netns_path, sizeof(d->netns_path), "/run/netns/%s", ns);
-		snprintf(d->cgroup_root, sizeof(d->cgroup_root), "%s/sonde-lab/%s",
+		snprintf(netns_path, sizeof(netns_path), "/run/netns/%s", ns);
+		snprintf(cgroup_root, sizeof(cgroup_root), "%s/sonde-lab/%s",
 			 cg2, d->name);
-		if (access(d->netns_path, R_OK) || access(d->cgroup_root, R_OK))
+		if (access(netns_path, R_OK) || access(cgroup_root, R_OK))
 			return;
 	} else if (!strcmp(host, d->name)) {
-		snprintf(d->netns_path, sizeof(d->netns_path), "/proc/self/ns/net");
-		snprintf(d->cgroup_root, sizeof(d->cgroup_root), "%s", cg2);
+		snprintf(netns_path, sizeof(netns_path), "/proc/self/ns/net");
+		snprintf(cgroup_root, sizeof(cgroup_root), "%s", cg2);
 	} else {
 		return;
 	}
-	if (node_scan(d->cgroup_root, d->netns_path, &d->view))
-		return;
-	if (netdev_list(d->netns_path, &d->devs, &d->ndevs)) {
-		node_view_free(&d->view);
-		return;
-	}
-	d->seen = true;
+	d->doc = discovery_build(d->name, cgroup_root, netns_path, NULL);
 }
 
-/* The first process of a container: kubelet's cgroupfs layouts. */
-static long container_pid(const char *cgroup_root, const char *uid,
-			  const char *cid)
+static json_t *chain_dev(const json_t *from, const char *key)
 {
-	static const char *const qos[] = { "besteffort/", "burstable/", "" };
-	char path[PATH_MAX * 2];
-	for (size_t i = 0; i < sizeof(qos) / sizeof(qos[0]); i++) {
-		snprintf(path, sizeof(path), "%s/kubepods/%spod%s/%s/cgroup.procs",
-			 cgroup_root, qos[i], uid, cid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		long pid = 0;
-		if (fscanf(f, "%ld", &pid) != 1)
-			pid = 0;
-		fclose(f);
-		return pid;
-	}
-	return 0;
+	json_t *dev = json_object_get(from, key);
+	return dev ? json_deep_copy(dev) : NULL;
 }
 
 static json_t *pod_chain(const json_t *pod, json_t *services,
@@ -356,79 +336,42 @@ static json_t *pod_chain(const json_t *pod, json_t *services,
 	for (i = 0; i < nnodes; i++)
 		if (!strcmp(nodes[i].name, node_name))
 			d = &nodes[i];
-	if (!d || !d->seen) {
+	if (!d || !d->doc) {
 		json_object_set_new(chain, "discovered", json_false());
 		return chain;
 	}
 	json_object_set_new(chain, "discovered", json_true());
-	const struct netns_owner *owner = NULL;
-	for (i = 0; i < d->view.count; i++)
-		if (!strcmp(d->view.owners[i].pod_uid, uid))
-			owner = &d->view.owners[i];
-	long pid = *cid ? container_pid(d->cgroup_root, uid, cid) : 0;
-	if (!pid && owner)
-		pid = owner->pid;
-	if (pid) {
-		char comm_path[64], comm[64] = "";
-		snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", pid);
-		FILE *f = fopen(comm_path, "r");
-		if (f) {
-			if (!fgets(comm, sizeof(comm), f))
-				comm[0] = '\0';
-			fclose(f);
-		}
-		comm[strcspn(comm, "\n")] = '\0';
+	if (d->stale)
+		json_object_set_new(chain, "stale", json_true());
+	const json_t *dp = discovery_pod(d->doc, uid);
+	if (!dp)
+		return chain;
+	/* The process: the first of the API's container, else the one that
+	 * holds the pod's netns. */
+	const json_t *proc = json_object_get(dp, "pid") ? dp : NULL;
+	json_t *c;
+	json_array_foreach(json_object_get(dp, "containers"), i, c)
+		if (*cid && !strcmp(jstr(c, "id"), cid))
+			proc = c;
+	if (proc)
 		json_object_set_new(chain, "process",
-				    json_pack("{s:I, s:s}", "pid", (json_int_t)pid,
-					      "comm", comm));
-	}
-	if (!owner)
+				    json_pack("{s:O, s:s}", "pid",
+					      json_object_get(proc, "pid"), "comm",
+					      jstr(proc, "comm")));
+	if (!json_object_get(dp, "netns"))
 		return chain;
-	json_object_set_new(chain, "netns", json_integer(owner->netns));
-	/* The pod's eth0 names its peer's ifindex in the node's netns. */
-	char pod_ns[64];
-	snprintf(pod_ns, sizeof(pod_ns), "/proc/%u/ns/net", owner->pid);
-	struct netdev *pdevs = NULL;
-	size_t npdevs = 0;
-	if (netdev_list(pod_ns, &pdevs, &npdevs))
-		return chain;
-	const struct netdev *eth0 = netdev_by_name(pdevs, npdevs, "eth0");
-	if (!eth0) {
-		for (i = 0; i < npdevs && !eth0; i++)
-			if (!strcmp(pdevs[i].kind, "veth"))
-				eth0 = &pdevs[i];
+	json_object_set(chain, "netns", json_object_get(dp, "netns"));
+	static const char *const pod_devs[] = { "pod_veth", "host_veth", "bridge" };
+	for (i = 0; i < 3; i++) {
+		json_t *dev = chain_dev(dp, pod_devs[i]);
+		if (dev)
+			json_object_set_new(chain, pod_devs[i], dev);
 	}
-	const struct netdev *host = eth0 ? netdev_by_index(d->devs, d->ndevs, eth0->link) : NULL;
-	if (eth0)
-		json_object_set_new(chain, "pod_veth",
-				    json_pack("{s:s, s:i}", "name", eth0->name,
-					      "ifindex", eth0->ifindex));
-	if (host) {
-		json_object_set_new(chain, "host_veth",
-				    json_pack("{s:s, s:i}", "name", host->name,
-					      "ifindex", host->ifindex));
-		const struct netdev *br = netdev_by_index(d->devs, d->ndevs, host->master);
-		if (br)
-			json_object_set_new(chain, "bridge",
-					    json_pack("{s:s, s:i}", "name", br->name,
-						      "ifindex", br->ifindex));
-	}
-	free(pdevs);
-	for (i = 0; i < d->ndevs; i++) {
-		const struct netdev *vx = &d->devs[i];
-		if (strcmp(vx->kind, "vxlan"))
-			continue;
-		json_object_set_new(chain, "vxlan",
-				    json_pack("{s:s, s:i, s:i, s:i}", "name", vx->name,
-					      "ifindex", vx->ifindex, "vni",
-					      (int)vx->vni, "port", (int)vx->port));
-		const struct netdev *up = netdev_by_index(d->devs, d->ndevs, vx->link);
-		if (up)
-			json_object_set_new(chain, "uplink",
-					    json_pack("{s:s, s:i}", "name", up->name,
-						      "ifindex", up->ifindex));
-		break;
-	}
+	json_t *vx = chain_dev(d->doc, "vxlan"), *up = chain_dev(d->doc, "uplink");
+	if (vx)
+		json_object_set_new(chain, "vxlan", vx);
+	if (up)
+		json_object_set_new(chain, "uplink", up);
 	return chain;
 }
 
@@ -516,15 +459,26 @@ static void print_dot(json_t *chains)
 }
 
 json_t *topology_doc(const json_t *pods, const json_t *services,
-		     const json_t *knodes, bool discover)
+		     const json_t *knodes, bool discover, const json_t *reports)
 {
 	size_t nnodes = json_array_size(knodes);
 	struct node_disc *nodes = calloc(nnodes ? nnodes : 1, sizeof(*nodes));
 	for (size_t i = 0; i < nnodes; i++) {
 		const json_t *kn = json_array_get(knodes, i);
 		snprintf(nodes[i].name, sizeof(nodes[i].name), "%s", jstr(kn, "metadata.name"));
-		if (discover)
+		const json_t *r = json_object_get(reports, nodes[i].name);
+		if (discover) {
 			discover_node(&nodes[i], kn);
+		} else if (json_is_object(json_object_get(r, "discovery"))) {
+			nodes[i].doc = json_incref(json_object_get(r, "discovery"));
+			nodes[i].stale = json_is_true(json_object_get(r, "stale"));
+			nodes[i].agent = json_pack(
+				"{s:O?, s:O?, s:O?, s:b}", "instance",
+				json_object_get(json_object_get(nodes[i].doc, "agent"), "instance"),
+				"time_ns", json_object_get(nodes[i].doc, "time_ns"),
+				"received_ns", json_object_get(r, "received_ns"),
+				"stale", nodes[i].stale);
+		}
 	}
 	size_t n = json_array_size(pods);
 	json_t **v = calloc(n ? n : 1, sizeof(*v));
@@ -539,17 +493,25 @@ json_t *topology_doc(const json_t *pods, const json_t *services,
 	for (size_t i = 0; i < nnodes; i++) {
 		const json_t *kn = json_array_get(knodes, i);
 		json_t *addr = json_array_get(json_object_get(json_object_get(kn, "status"), "addresses"), 0);
-		json_array_append_new(
-			nodes_out,
-			json_pack("{s:s, s:s, s:s, s:b}", "name", nodes[i].name,
-				  "ip", jstr(addr, "address"), "pod_cidr",
-				  jstr(kn, "spec.podCIDR"), "discovered",
-				  nodes[i].seen));
+		json_t *no = json_pack("{s:s, s:s, s:s, s:b}", "name", nodes[i].name,
+				       "ip", jstr(addr, "address"), "pod_cidr",
+				       jstr(kn, "spec.podCIDR"), "discovered",
+				       nodes[i].doc != NULL);
+		/* The node's half of every chain on it, and who reported it. */
+		static const char *const node_devs[] = { "bridge", "vxlan", "uplink" };
+		for (size_t k = 0; k < 3; k++) {
+			json_t *dev = chain_dev(nodes[i].doc, node_devs[k]);
+			if (dev)
+				json_object_set_new(no, node_devs[k], dev);
+		}
+		if (nodes[i].agent) {
+			json_object_set_new(no, "stale", json_boolean(nodes[i].stale));
+			json_object_set_new(no, "agent", nodes[i].agent);
+		}
+		json_array_append_new(nodes_out, no);
 	}
-	for (size_t i = 0; i < nnodes; i++) {
-		node_view_free(&nodes[i].view);
-		free(nodes[i].devs);
-	}
+	for (size_t i = 0; i < nnodes; i++)
+		json_decref(nodes[i].doc);
 	free(nodes);
 	/* Each service with the pods it selects (the chains' "services",
 	 * turned around), so a reader needs no second pass. */
@@ -761,7 +723,7 @@ int cmd_topology(int argc, char **argv)
 	json_t *services = k8s_client_list(c, "services");
 	json_t *knodes = k8s_client_list(c, "nodes");
 	k8s_client_free(c);
-	json_t *doc = topology_doc(pods, services, knodes, true);
+	json_t *doc = topology_doc(pods, services, knodes, true, NULL);
 	json_decref(pods);
 	json_decref(services);
 	json_decref(knodes);

@@ -6,11 +6,14 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-/* {"nodes": [...], "pods": [chains]} from v1 pods, services and nodes.
- * discover: also run node discovery (netns, veth, bridge, VXLAN, uplink)
- * for the nodes whose namespaces this host can see; without it every
- * chain has "discovered": false and only the API's facts. */
+/* {"nodes": [...], "pods": [chains], "services": [...]} from v1 pods,
+ * services and nodes, joined with node discovery (netns, veth, bridge,
+ * VXLAN, uplink). discover: run it here for the nodes whose namespaces
+ * this host can see. Else reports (may be NULL): {"<node>": {"discovery":
+ * an agent's document (agent/discovery.h), "stale": bool, "received_ns"}}
+ * as the server keeps them. A node with neither has chains with
+ * "discovered": false and only the API's facts. */
 json_t *topology_doc(const json_t *pods, const json_t *services,
-		     const json_t *knodes, bool discover);
+		     const json_t *knodes, bool discover, const json_t *reports);
 
 #endif

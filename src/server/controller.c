@@ -119,14 +119,14 @@ fail:
 	return NULL;
 }
 
-json_t *controller_topology(struct controller *c)
+json_t *controller_topology(struct controller *c, const json_t *reports)
 {
 	if (k8s_client_wait_synced(c->client, 0))
 		return NULL;
 	json_t *pods = k8s_client_list(c->client, "pods");
 	json_t *svcs = k8s_client_list(c->client, "services");
 	json_t *nodes = k8s_client_list(c->client, "nodes");
-	json_t *doc = topology_doc(pods, svcs, nodes, false);
+	json_t *doc = topology_doc(pods, svcs, nodes, false, reports);
 	json_decref(pods);
 	json_decref(svcs);
 	json_decref(nodes);

@@ -17,8 +17,9 @@ struct controller;
 struct controller *controller_start(struct server *s, const char *kubeconfig,
 				    const char *policy_file);
 /* GET /v1/topology and /v1/plan: new references, or NULL before the
- * first lists are in. */
-json_t *controller_topology(struct controller *c);
+ * first lists are in. reports: the agents' discovery, joined into the
+ * chains (topology_doc; NULL: none). */
+json_t *controller_topology(struct controller *c, const json_t *reports);
 json_t *controller_plan(struct controller *c);
 void controller_metrics(struct controller *c, FILE *f);
 void controller_stop(struct controller *c);

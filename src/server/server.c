@@ -16,6 +16,7 @@
 #include "server/series.h"
 #include "server/es.h"
 #include "server/controller.h"
+#include "server/agents_disc.h"
 #include "lib/procstat.h"
 #include "store/store.h"
 
@@ -71,6 +72,7 @@ struct server {
 	struct series_set *series;
 	struct es_exporter *es;
 	struct controller *ctl; /* NULL: no Kubernetes controller */
+	struct agents_disc *agents; /* agents' discovery reports */
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -90,6 +92,7 @@ static long opt_uploads_max;
 static const char *opt_export_es;
 static const char *opt_kubeconfig;
 static const char *opt_policy;
+static long opt_stale_after = 3;
 
 static const struct opt server_opts[] = {
 	{ "listen", 'l', OPT_STRING, &opt_listen, "ADDR:PORT",
@@ -118,6 +121,9 @@ static const struct opt server_opts[] = {
 	{ "policy", 0, OPT_STRING, &opt_policy, "FILE",
 	  "monitoring policy for the sensor plan (docs/k8s.md; default: "
 	  "every pod)" },
+	{ "stale-after", 0, OPT_INT, &opt_stale_after, "N",
+	  "an agent's discovery is stale after N missed heartbeats "
+	  "(default 3)" },
 	OPT_END,
 };
 
@@ -139,6 +145,8 @@ static const struct cmd_spec server_spec = {
 		"`sonde topology --json`\n"
 		"  GET  /v1/plan       with the controller: the sensor plan per "
 		"node, with generations\n"
+		"  PUT  /v1/agents/NODE/discovery  an agent's node discovery "
+		"(JSON); GET returns it\n"
 		"  GET  /metrics       Prometheus exposition\n",
 };
 
@@ -241,6 +249,7 @@ struct upload {
 	bool counted; /* holds one of uploads_max */
 	int early;    /* an answer decided before the body was read */
 	const char *early_msg;
+	struct buf doc; /* PUT /v1/agents/NODE/discovery */
 };
 
 static int inflate_all(const char *in, size_t in_len, char **out,
@@ -597,6 +606,7 @@ static enum MHD_Result handle_metrics(struct server *s,
 	es_metrics(s->es, f);
 	if (s->ctl)
 		controller_metrics(s->ctl, f);
+	agents_disc_metrics(s->agents, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -617,8 +627,40 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       size_t *upload_size, void **con_cls)
 {
 	struct server *s = cls;
+	char node[256];
 	(void)version;
 
+	if (!strcmp(method, "PUT") && agents_disc_path(url, node, sizeof(node))) {
+		/* An agent's discovery: the body is read whole (bounded),
+		 * then checked and stored (agents_disc.c). */
+		struct upload *u = *con_cls;
+		if (!u) {
+			if (!(u = calloc(1, sizeof(*u))))
+				return MHD_NO;
+			*con_cls = u;
+			if (!authorized(s, c)) {
+				agents_disc_unauthorized(s->agents);
+				u->early = MHD_HTTP_UNAUTHORIZED;
+			}
+			return MHD_YES;
+		}
+		if (*upload_size) {
+			if (!u->early && u->len + *upload_size > AGENTS_DISC_BODY_MAX)
+				u->early = MHD_HTTP_CONTENT_TOO_LARGE;
+			if (!u->early) {
+				buf_add(&u->doc, upload, *upload_size);
+				u->len = u->doc.len;
+			}
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if (u->early == MHD_HTTP_UNAUTHORIZED)
+			return http_error(c, MHD_HTTP_UNAUTHORIZED,
+					  "missing or wrong bearer token");
+		return agents_disc_put(s->agents, c, node, u->doc.p, u->doc.len,
+				       u->early == MHD_HTTP_CONTENT_TOO_LARGE ||
+					       u->doc.oom);
+	}
 	if (!strcmp(method, "POST") && !strcmp(url, "/v1/ingest")) {
 		struct upload *u = *con_cls;
 		if (!u) {
@@ -697,14 +739,22 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 				return http_error(c, MHD_HTTP_NOT_FOUND,
 						  "no Kubernetes controller "
 						  "(start with --kubeconfig)");
-			json_t *doc = url[4] == 't' ? controller_topology(s->ctl)
-						    : controller_plan(s->ctl);
+			json_t *doc;
+			if (url[4] == 't') {
+				json_t *reports = agents_disc_reports(s->agents);
+				doc = controller_topology(s->ctl, reports);
+				json_decref(reports);
+			} else {
+				doc = controller_plan(s->ctl);
+			}
 			if (!doc)
 				return http_retry(c, MHD_HTTP_SERVICE_UNAVAILABLE,
 						  1, "the controller's first "
 						     "lists are not in yet");
 			return http_json(c, MHD_HTTP_OK, doc);
 		}
+		if (agents_disc_path(url, node, sizeof(node)))
+			return agents_disc_get(s->agents, c, node);
 		return handle_query(s, c, url);
 	}
 	return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint");
@@ -726,6 +776,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		pthread_mutex_unlock(&s->lock);
 	}
 	free(u->body);
+	buf_free(&u->doc);
 	free(u);
 	*con_cls = NULL;
 }
@@ -783,7 +834,8 @@ int cmd_server(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	s.series = series_new(20000);
-	if (!s.series)
+	s.agents = agents_disc_new(opt_stale_after > 0 ? (unsigned)opt_stale_after : 3);
+	if (!s.series || !s.agents)
 		goto out;
 	if (opt_export_es && !(s.es = es_start(opt_export_es, 200000))) {
 		log_err("cannot start the Elasticsearch exporter");
@@ -903,6 +955,7 @@ out:
 	if (s.reader)
 		s.ops->close(s.reader);
 	series_free(s.series);
+	agents_disc_free(s.agents);
 	if (sfd >= 0)
 		close(sfd);
 	if (s.epfd >= 0)
