@@ -16,6 +16,7 @@
 #include "server/series.h"
 #include "server/es.h"
 #include "server/controller.h"
+#include "server/agents.h"
 #include "lib/procstat.h"
 #include "store/store.h"
 
@@ -71,6 +72,7 @@ struct server {
 	struct series_set *series;
 	struct es_exporter *es;
 	struct controller *ctl; /* NULL: no Kubernetes controller */
+	struct agents *agents;	/* agents' states, the plan push */
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -139,6 +141,10 @@ static const struct cmd_spec server_spec = {
 		"`sonde topology --json`\n"
 		"  GET  /v1/plan       with the controller: the sensor plan per "
 		"node, with generations\n"
+		"  GET/PUT /v1/policy  with the controller: the monitoring policy "
+		"(JSON as --policy)\n"
+		"  GET  /v1/agents     agents' reported states, plan push status\n"
+		"  PUT  /v1/agents/NODE/state  an agent's state report\n"
 		"  GET  /metrics       Prometheus exposition\n",
 };
 
@@ -597,6 +603,7 @@ static enum MHD_Result handle_metrics(struct server *s,
 	es_metrics(s->es, f);
 	if (s->ctl)
 		controller_metrics(s->ctl, f);
+	agents_metrics(s->agents, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -609,6 +616,52 @@ static bool authorized(struct server *s, struct MHD_Connection *c)
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_AUTHORIZATION);
 	return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, s->token);
+}
+
+/* PUT /v1/policy, PUT /v1/agents/NODE/state: small JSON bodies. */
+static enum MHD_Result handle_put(struct server *s, struct MHD_Connection *c,
+				  const char *url, const char *body, size_t len)
+{
+	char err[300], node[256];
+	json_error_t jerr;
+	json_t *doc = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+	int rc;
+
+	if (!doc) {
+		snprintf(err, sizeof(err), "the body is not JSON: %s (line %d)",
+			 jerr.text, jerr.line);
+		return http_error(c, MHD_HTTP_BAD_REQUEST, err);
+	}
+	if (!strcmp(url, "/v1/policy")) {
+		if (!s->ctl) {
+			json_decref(doc);
+			return http_error(c, MHD_HTTP_NOT_FOUND,
+					  "no Kubernetes controller (start "
+					  "with --kubeconfig)");
+		}
+		rc = controller_set_policy(s->ctl, doc, err, sizeof(err));
+		json_decref(doc);
+		if (rc)
+			return http_error(c, rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
+							   : MHD_HTTP_INTERNAL_SERVER_ERROR,
+					  err);
+		agents_kick(s->agents);
+		return http_json(c, MHD_HTTP_OK, controller_policy(s->ctl));
+	}
+	size_t pre = strlen("/v1/agents/");
+	const char *name = !strncmp(url, "/v1/agents/", pre) ? url + pre : "";
+	const char *slash = strchr(name, '/');
+	if (slash && slash > name && (size_t)(slash - name) < sizeof(node) &&
+	    !strcmp(slash, "/state")) {
+		snprintf(node, sizeof(node), "%.*s", (int)(slash - name), name);
+		rc = agents_report(s->agents, node, doc, err, sizeof(err));
+		json_decref(doc);
+		if (rc)
+			return http_error(c, MHD_HTTP_BAD_REQUEST, err);
+		return http_json(c, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+	}
+	json_decref(doc);
+	return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint");
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
@@ -683,6 +736,39 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return http_error(c, (unsigned)u->early, u->early_msg);
 		return ingest_finish(s, c, u);
 	}
+	if (!strcmp(method, "PUT") && !strncmp(url, "/v1/", 4)) {
+		struct upload *u = *con_cls;
+		if (!u) {
+			if (!(u = calloc(1, sizeof(*u))))
+				return MHD_NO;
+			*con_cls = u;
+			return MHD_YES;
+		}
+		if (*upload_size) {
+			if (u->len + *upload_size + 1 > (1u << 20)) {
+				u->early = MHD_HTTP_CONTENT_TOO_LARGE;
+			} else {
+				if (u->len + *upload_size + 1 > u->cap) {
+					size_t cap = (u->len + *upload_size + 1) * 2;
+					char *b = realloc(u->body, cap);
+					if (!b)
+						return MHD_NO;
+					u->body = b;
+					u->cap = cap;
+				}
+				memcpy(u->body + u->len, upload, *upload_size);
+				u->len += *upload_size;
+			}
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if (!authorized(s, c))
+			return http_error(c, MHD_HTTP_UNAUTHORIZED,
+					  "missing or wrong bearer token");
+		if (u->early)
+			return http_error(c, (unsigned)u->early, "body too large");
+		return handle_put(s, c, url, u->body ? u->body : "", u->len);
+	}
 	/* Other requests have no body: answer on the first call. */
 	if (!strcmp(url, "/metrics") && !strcmp(method, "GET"))
 		return handle_metrics(s, c);
@@ -692,6 +778,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		if (!authorized(s, c))
 			return http_error(c, MHD_HTTP_UNAUTHORIZED,
 					  "missing or wrong bearer token");
+		if (!strcmp(url, "/v1/agents"))
+			return http_json(c, MHD_HTTP_OK, agents_list(s->agents));
+		if (!strcmp(url, "/v1/policy")) {
+			if (!s->ctl)
+				return http_error(c, MHD_HTTP_NOT_FOUND,
+						  "no Kubernetes controller "
+						  "(start with --kubeconfig)");
+			return http_json(c, MHD_HTTP_OK, controller_policy(s->ctl));
+		}
 		if (!strcmp(url, "/v1/topology") || !strcmp(url, "/v1/plan")) {
 			if (!s->ctl)
 				return http_error(c, MHD_HTTP_NOT_FOUND,
@@ -839,6 +934,9 @@ int cmd_server(int argc, char **argv)
 		log_err("--policy needs the controller (--kubeconfig or in-cluster)");
 		goto out;
 	}
+	s.agents = agents_start(s.ctl, s.token);
+	if (!s.agents)
+		goto out;
 	log_info("sonde server listening on http://%s, store %s:%s",
 		 opt_listen, s.ops->name, target);
 
@@ -895,7 +993,9 @@ out:
 		pthread_mutex_unlock(&s.lock);
 		pthread_join(writer, NULL);
 	}
-	/* After the HTTP daemon: no request reads the controller any more. */
+	/* After the HTTP daemon: no request reads the controller any more;
+	 * the pusher reads it until it stops. */
+	agents_stop(s.agents);
 	controller_stop(s.ctl);
 	es_stop(s.es, 5);
 	if (s.writer)
