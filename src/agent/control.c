@@ -28,6 +28,9 @@
 #include <unistd.h>
 
 #define HEARTBEAT_NS 3000000000LL
+/* While the server does not answer: a restarted server learns of this
+ * agent (and pushes its plan) within this, not a whole heartbeat. */
+#define RETRY_NS 500000000LL
 #define BODY_MAX (8u << 20)
 
 struct control {
@@ -54,6 +57,7 @@ struct control {
 	char report_url[1300];
 	char auth[300];
 	uint64_t reports, report_failures;
+	bool report_ok;
 };
 
 static int64_t mono_ns(void)
@@ -248,6 +252,7 @@ static void *reporter_main(void *arg)
 
 		pthread_mutex_lock(&c->mu);
 		c->reports++;
+		c->report_ok = status == 200;
 		if (status != 200) {
 			/* The next heartbeat tries again: no queue to grow. */
 			log_debug("control: state report to %s: %s (HTTP %ld)",
@@ -262,15 +267,18 @@ static void *reporter_main(void *arg)
 	return NULL;
 }
 
-static void report(struct control *c, bool force)
+static void report(struct control *c)
 {
 	json_t *st = actual_state(c);
 	char *text = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
 	int64_t now = mono_ns();
 	bool changed = !c->last_report || !text || strcmp(c->last_report, text);
+	pthread_mutex_lock(&c->mu);
+	int64_t period = c->report_ok ? HEARTBEAT_NS : RETRY_NS;
+	pthread_mutex_unlock(&c->mu);
 
 	if (!c->reporting || !text ||
-	    (!force && !changed && now - c->last_report_ns < HEARTBEAT_NS)) {
+	    (!changed && now - c->last_report_ns < period)) {
 		free(text);
 		json_decref(st);
 		return;
@@ -295,7 +303,7 @@ static void report(struct control *c, bool force)
 void control_tick(struct control *c)
 {
 	if (c)
-		report(c, false);
+		report(c);
 }
 
 /* ---- applying a plan */
@@ -377,7 +385,7 @@ static enum MHD_Result put_plan(struct control *c, struct MHD_Connection *conn,
 				      (json_int_t)json_array_size(
 					      json_object_get(diff, "stay"))));
 	json_decref(diff);
-	report(c, false); /* the server learns at once (if it changed) */
+	report(c); /* the server learns at once (if it changed) */
 	return http_json(conn, MHD_HTTP_OK, st);
 }
 
