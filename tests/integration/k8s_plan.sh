@@ -27,6 +27,7 @@ NODES=($(jq -r '.nodes[].name' $ST))
 # is shared), never counted as ours.
 bpftool prog show -j | jq '[.[].id]' >"$TMP/progs0.json"
 bpftool map show -j | jq '[.[].id]' >"$TMP/maps0.json"
+bpftool link show -j | jq '[.[].id]' >"$TMP/links0.json"
 
 declare -A CPORT APID
 base=$((STORE_PORT + 1))
@@ -204,20 +205,31 @@ tc_filters() {
 		done
 	done
 }
+# tcx links (bpftool 7.1 prints their type as 11) created since the test
+# began that run a latency receiver: "<link id>" per line.
+tcx_links() {
+	local l p
+	bpftool link show -j | jq -r --slurpfile old "$TMP/links0.json" \
+		'.[] | select((.type == 11 or .type == "tcx") and (.id as $i | $old[0] | index($i) | not)) | "\(.id) \(.prog_id)"' |
+		while read -r l p; do
+			[[ "$(bpftool prog show id "$p" -j 2>/dev/null | jq -r .name)" == lat_rx_* ]] && echo "$l"
+		done | sort -u
+}
 check_kernel() { # what
-	local dup stale progs
-	dup=$(tc_filters | awk '{ if (split($4, a, ",") > 1) print }')
-	assert_eq "" "$dup" "no device with two tc filters ($1)"
-	progs=" $(agent_ids prog | tr '\n' ' ')"
-	stale=$(tc_filters | while read -r n d dir ids; do [[ "$progs" == *" $ids "* ]] || echo "$n/$d/$dir:$ids"; done)
-	assert_eq "" "$stale" "every tc filter runs a live agent's program ($1)"
+	local n want have
+	# The latency receivers are tcx links (the kernel has them): no
+	# legacy tc filter anywhere, and none left by a killed agent.
+	assert_eq "" "$(tc_filters)" "no legacy tc filters in the node netns ($1)"
+	# flannel.1 ingress + one egress per pod veth: per agent, exactly
+	# its node's devices (a second link on a device would show here).
+	for n in "${NODES[@]}"; do
+		want=$(jq --arg n "$n" '1 + ([.pods[] | select(.node == $n)] | length)' $ST)
+		have=$(comm -12 <(tcx_links) <(grep -h '^link_id:' /proc/"${APID[$n]}"/fdinfo/* | awk '{ print $2 }' | sort -u) | wc -l)
+		assert_eq "$want" "$have" "$n: tcx links, one per VXLAN device and pod veth ($1)"
+	done
+	assert_eq "" "$(comm -23 <(tcx_links) <(agent_ids link | sort -u) | tr '\n' ' ')" "every latency tcx link is a live agent's ($1)"
 	assert_eq "" "$(orphans prog)" "no orphaned programs ($1)"
 	assert_eq "" "$(orphans map)" "no orphaned maps ($1)"
-	# flannel.1 ingress + one egress per pod veth, per node
-	local want=0 have
-	want=$(jq '(.nodes | length) + (.pods | length)' $ST)
-	have=$(tc_filters | wc -l)
-	assert_eq "$want" "$have" "tc filters: one per VXLAN device and pod veth ($1)"
 }
 check_kernel "steady state"
 progs_per_agent=$(for p in "${APID[@]}"; do grep -h '^prog_id:' /proc/"$p"/fdinfo/* | sort -u | wc -l; done | sort -u | tr '\n' ' ')
@@ -227,6 +239,9 @@ victim=$(pod_field reviews-v1 .node)
 for n in "${NODES[@]}"; do [ "$n" != "$victim" ] && { other=$n; break; }; done
 kill -9 "${APID[$victim]}"
 wait "${APID[$victim]}" 2>/dev/null
+survivor_links=$(grep -h '^link_id:' /proc/"${APID[$other]}"/fdinfo/* | awk '{ print $2 }' | sort -u)
+assert_eq "" "$(comm -23 <(tcx_links) <(echo "$survivor_links") | tr '\n' ' ')" "kill -9: none of the killed agent's tcx links stays"
+assert_eq "" "$(tc_filters)" "kill -9: no tc filter stays"
 lab move reviews-v1 "$other" >/dev/null || die "lab move reviews-v1 $other"
 lab move reviews-v3 "$victim" >/dev/null || die "lab move reviews-v3 $victim"
 t0=$(now_ns)
@@ -256,6 +271,7 @@ for p in "${APID[@]}"; do kill -TERM "$p"; done
 for n in "${NODES[@]}"; do wait "${APID[$n]}" || fail "agent of $n exited with $?"; done
 APID=()
 assert_eq "" "$(tc_filters)" "no tc filters left after the agents stopped"
+assert_eq "" "$(tcx_links | tr '\n' ' ')" "no tcx links left after the agents stopped"
 assert_eq "" "$(orphans prog)" "no programs left after the agents stopped"
 for n in "${NODES[@]}"; do
 	grep -q "AddressSanitizer\|runtime error" "$TMP/$n.err" && fail "$n agent log: $(grep -m3 'AddressSanitizer\|runtime error' "$TMP/$n.err")"
