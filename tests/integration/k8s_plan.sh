@@ -171,6 +171,11 @@ from=$(pod_field reviews-v2 .node)
 for n in "${NODES[@]}"; do [ "$n" != "$from" ] && { to=$n; break; }; done
 lab move reviews-v2 "$to" >/dev/null || die "lab move reviews-v2 $to"
 timed 15 "lab move reviews-v2 $from -> $to" reviews flow,latency
+t=$(now_ns)
+sleep 2
+check_records "$t" reviews "after the move"
+seen=$(records_netns "$t" "$to")
+assert_contains "$seen" "$(stat -L -c %i "$(pod_field reviews-v2 .netns_path)")" "records of the moved reviews-v2 on $to"
 
 # --- leak checks: tc filters and BPF objects
 # Our programs and maps: ids in the live agents' fdinfo.
@@ -237,6 +242,7 @@ progs_per_agent=$(for p in "${APID[@]}"; do grep -h '^prog_id:' /proc/"$p"/fdinf
 # --- kill -9 an agent, move pods while it is down, restart it
 victim=$(pod_field reviews-v1 .node)
 for n in "${NODES[@]}"; do [ "$n" != "$victim" ] && { other=$n; break; }; done
+failed0=$(curl -sf "$STORE_URL/metrics" | awk '/^sonde_server_plan_pushes_total\{result="failed"\}/ { print $2 }')
 kill -9 "${APID[$victim]}"
 wait "${APID[$victim]}" 2>/dev/null
 survivor_links=$(grep -h '^link_id:' /proc/"${APID[$other]}"/fdinfo/* | awk '{ print $2 }' | sort -u)
@@ -244,7 +250,9 @@ assert_eq "" "$(comm -23 <(tcx_links) <(echo "$survivor_links") | tr '\n' ' ')" 
 assert_eq "" "$(tc_filters)" "kill -9: no tc filter stays"
 lab move reviews-v1 "$other" >/dev/null || die "lab move reviews-v1 $other"
 lab move reviews-v3 "$victim" >/dev/null || die "lab move reviews-v3 $victim"
-t0=$(now_ns)
+failed1=$(curl -sf "$STORE_URL/metrics" | awk '/^sonde_server_plan_pushes_total\{result="failed"\}/ { print $2 }')
+assert_between $((failed0 + 1)) 1000 "$failed1" "failed pushes to the killed agent (retried with backoff)"
+log "the killed agent in /v1/agents: $(sget agents | jq -c --arg n "$victim" '.agents[$n] | {in_sync, push_failures, backoff_ms, last_error}')"
 agent_start "$victim"
 restarted() { [ "$(grep -c "control API on" "$TMP/$victim.err")" = 2 ]; }
 wait_for 20 restarted || die "agent of $victim did not restart: $(tail -5 "$TMP/$victim.err")"
