@@ -138,6 +138,10 @@ pushes0=$(curl -sf "$STORE_URL/metrics" | awk '/^sonde_server_plan_pushes_total\
 curl -sf "${AUTH[@]}" -X PUT --data '{"selectors": ["app=reviews"], "sensors": ["flow", "latency"]}' "$STORE_URL/v1/policy" >/dev/null ||
 	fail "PUT /v1/policy B"
 timed 15 "PUT /v1/policy (B: reviews, flow + latency)" reviews flow,latency
+# The CLI shows the same: every expected sensor attached, both nodes in sync.
+"$SONDE" sensors >"$TMP/sensors.txt" 2>&1 || fail "sonde sensors: $(cat "$TMP/sensors.txt")"
+assert_eq "$(expect reviews flow,latency)" "$(awk '$3 == "attached" { print $1, $2 }' "$TMP/sensors.txt" | sort)" "sonde sensors: attached = state.json's reviews pods"
+assert_eq "${#NODES[@]}" "$(awk '$4 == "yes"' "$TMP/sensors.txt" | wc -l)" "sonde sensors: every node in sync"
 assert_eq '{"selectors":["app=reviews"],"sensors":["flow","latency"]}' "$(jq -c . "$TMP/policy.json")" "the new policy is written back to --policy FILE"
 pushes1=$(curl -sf "$STORE_URL/metrics" | awk '/^sonde_server_plan_pushes_total\{result="ok"\}/ { print $2 }')
 assert_between $((pushes0 + 1)) $((pushes0 + 2 * ${#NODES[@]})) "$pushes1" "plan pushes after the policy change"
