@@ -20,6 +20,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 PKGS     := libbpf libelf zlib jansson libcurl libnetfilter_queue libmnl \
+	    libnetfilter_conntrack \
 	    libmicrohttpd sqlite3 yaml-0.1
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
 CFLAGS   ?= -O2 -g
@@ -28,6 +29,7 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
 	     -Isrc -Ibpf -I$(BUILD)/bpf
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 	     echo -lbpf -lelf -lz -ljansson -lcurl -lnetfilter_queue -lmnl \
+	     -lnetfilter_conntrack \
 	     -lmicrohttpd -lsqlite3 -lyaml) -lm -lpthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=undefined

@@ -7,6 +7,7 @@ set -eu
 # Grouped by why we need them; keep this list and docs/libraries.md in step.
 BUILD="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
        libjansson-dev libcurl4-openssl-dev libnetfilter-queue-dev libmnl-dev
+       libnetfilter-conntrack-dev
        libmicrohttpd-dev libsqlite3-dev libyaml-dev"
 TEST="libcmocka-dev libclang-rt-14-dev python3 clickhouse-server"
 LAB="iproute2 iptables nginx-light dnsmasq-base jq curl dnsutils iputils-ping

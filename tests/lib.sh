@@ -54,6 +54,18 @@ lab_fresh_up() {
 finish() {
 	local rc=$?
 	[ -n "${ON_EXIT:-}" ] && eval "$ON_EXIT"
+	# Whatever the test started in the background and did not stop (an
+	# agent, a server, a client) dies with it, on every exit path: a failed
+	# assertion or a die() must not leave ASan agents running for the next
+	# tests (or for an hour).
+	local left
+	left=$(jobs -p)
+	if [ -n "$left" ]; then
+		kill -TERM $left 2>/dev/null
+		sleep 0.5
+		kill -KILL $left 2>/dev/null
+		wait $left 2>/dev/null
+	fi
 	if [ "${KEEP_LAB:-0}" != 1 ]; then
 		lab down >/dev/null 2>&1 || true
 	fi

@@ -7,6 +7,7 @@
  * their aggregates) and a signalfd for a clean stop. */
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/nat.h"
 #include "agent/output.h"
 #include "agent/sensor.h"
 #include "cmds.h"
@@ -58,6 +59,8 @@ struct agent {
 	int64_t mono_to_real_ns;
 	struct running fams[MAX_FAMILIES];
 	size_t nfams;
+	struct nat *nat;   /* conntrack in the node's netns, opened at first use */
+	bool nat_failed;   /* could not be opened: not retried at every record */
 };
 
 static const char *opt_node;
@@ -248,6 +251,31 @@ json_t *agent_endpoint(struct agent *a, int family, const void *addr,
 		json_object_set_new(ep, "cluster_ip", json_true());
 	}
 	return ep;
+}
+
+void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
+		   int family, const void *laddr, uint16_t lport,
+		   const void *raddr, uint16_t rport)
+{
+	uint8_t baddr[16];
+	uint16_t bport;
+
+	if (!json_is_true(json_object_get(remote, "cluster_ip")))
+		return;
+	if (!a->nat && !a->nat_failed) {
+		a->nat = nat_open(a->netns_path[0] ? a->netns_path : NULL);
+		if (!a->nat) {
+			a->nat_failed = true;
+			log_warn("conntrack unavailable (%s): connections to "
+				 "cluster IPs keep no backend pod",
+				 strerror(errno));
+		}
+	}
+	if (!a->nat || nat_backend(a->nat, proto, family, laddr, lport, raddr,
+				   rport, baddr, &bport))
+		return;
+	json_object_set_new(remote, "backend",
+			    agent_endpoint(a, family, baddr, bport, NULL));
 }
 
 json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns)
@@ -559,6 +587,17 @@ static void families_status(void *ctx, json_t *out)
 
 static void report_status(struct agent *a)
 {
+	if (a->nat) {
+		struct nat_stats ns;
+		nat_stats(a->nat, &ns);
+		fprintf(stderr,
+			"{\"conntrack\":{\"lookups\":%llu,\"cached\":%llu,"
+			"\"found\":%llu,\"errors\":%llu}}\n",
+			(unsigned long long)ns.lookups,
+			(unsigned long long)ns.cached,
+			(unsigned long long)ns.found,
+			(unsigned long long)ns.errors);
+	}
 	for (size_t i = 0; i < a->nfams; i++) {
 		json_t *st = family_status(&a->fams[i]);
 		char *line = json_dumps(st, JSON_COMPACT);
@@ -777,6 +816,7 @@ out:
 			a.fams[f].fam->stop(a.fams[f].state);
 	control_close(a.ctl);
 	output_close(a.out);
+	nat_close(a.nat);
 	free(a.targets);
 	for (size_t f = 0; f < a.nfams; f++)
 		free(a.fam_targets[f]);

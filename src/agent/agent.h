@@ -45,6 +45,15 @@ const uint32_t *agent_target_netns(const struct agent *a, size_t *n);
  * owns the socket; a remote end by its address (pod IP or cluster IP). */
 json_t *agent_endpoint(struct agent *a, int family, const void *addr,
 		       uint16_t port, const uint32_t *local_netns);
+/* When `remote` (an agent_endpoint) is a service's cluster IP: adds
+ * "backend", the endpoint of the pod kube-proxy's DNAT sent this
+ * connection to, from the node's conntrack (agent/nat.h). proto is
+ * IPPROTO_TCP or IPPROTO_UDP; addresses in network order, ports in host
+ * order; laddr/lport are the socket's own end. Nothing when conntrack does
+ * not know the connection. */
+void agent_backend(struct agent *a, json_t *remote, uint8_t proto,
+		   int family, const void *laddr, uint16_t lport,
+		   const void *raddr, uint16_t rport);
 /* Starts a record with the fields every record has: kind, time (UTC ns),
  * node. */
 json_t *agent_record(struct agent *a, const char *kind, uint64_t mono_ns);

@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,10 @@ static json_t *tcp_record(struct flow_sensor *s, const char *event,
 	bool server = f->side == FLOW_SIDE_SERVER;
 	json_t *rec = agent_record(a, "flow", ts);
 
+	if (!server)
+		agent_backend(a, remote, IPPROTO_TCP, family, l, f->tuple.lport,
+			      r, f->tuple.rport);
+
 	json_object_set_new(rec, "event", json_string(event));
 	json_object_set_new(rec, "proto", json_string("tcp"));
 	json_object_set_new(rec, "ip_version",
@@ -346,6 +351,9 @@ static json_t *udp_record(struct flow_sensor *s, const char *event,
 	json_t *remote = agent_endpoint(a, family, r, k->tuple.rport, NULL);
 	json_t *rec = agent_record(a, "flow", ts);
 
+	if (u->first_egress)
+		agent_backend(a, remote, IPPROTO_UDP, family, l, k->tuple.lport,
+			      r, k->tuple.rport);
 	if (!base)
 		base = &zero;
 	json_object_set_new(rec, "event", json_string(event));

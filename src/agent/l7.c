@@ -136,6 +136,9 @@ static void set_ends(struct l7_sensor *s, json_t *rec, const struct l7_event *e,
 				       &e->netns);
 	json_t *remote = agent_endpoint(a, family_of(e), raddr, rport, NULL);
 
+	if (client)
+		agent_backend(a, remote, e->proto, family_of(e), e->laddr,
+			      e->lport, raddr, rport);
 	json_object_set_new(rec, "side", json_string(client ? "client"
 							     : "server"));
 	json_object_set_new(rec, "src", client ? local : remote);

@@ -65,9 +65,13 @@ static void sleep_ms(struct k8s_client *c, unsigned ms)
 	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ULL;
 	ts.tv_sec += (time_t)(ns / 1000000000ULL);
 	ts.tv_nsec = (long)(ns % 1000000000ULL);
+	/* The condition variable is also broadcast when any informer syncs:
+	 * only a stop may cut the backoff short, or a failing resource would
+	 * be retried at once whenever another one lists. */
 	pthread_mutex_lock(&c->mu);
-	if (!c->stop)
-		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	while (!c->stop &&
+	       pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT)
+		;
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -273,8 +277,15 @@ static int do_list(struct informer *inf)
 	json_t *obj;
 	json_array_foreach(items, i, obj) {
 		const char *uid = obj_uid(obj);
-		if (!uid)
+		if (!uid) {
+			/* A real API server never sends one: say so, keep
+			 * the rest of the list. */
+			log_warn("k8s: list %s: item %zu without metadata.uid "
+				 "ignored",
+				 inf->resource, i);
+			c->stats.errors++;
 			continue;
+		}
 		json_object_set(next, uid, obj);
 		json_t *old = json_object_get(inf->cache, uid);
 		if (!old)
@@ -315,6 +326,9 @@ static void handle_event(struct informer *inf, const char *line)
 	if (!type || !json_is_object(obj)) {
 		log_warn("k8s: watch %s: malformed event ignored: %.120s",
 			 inf->resource, line);
+		pthread_mutex_lock(&c->mu);
+		c->stats.errors++;
+		pthread_mutex_unlock(&c->mu);
 		json_decref(ev);
 		return;
 	}
@@ -342,6 +356,7 @@ static void handle_event(struct informer *inf, const char *line)
 			log_warn("k8s: watch %s: event without uid/resourceVersion "
 				 "or of unknown type '%s' ignored",
 				 inf->resource, type);
+			c->stats.errors++;
 		} else {
 			if (t == K8S_DELETED)
 				json_object_del(inf->cache, uid);

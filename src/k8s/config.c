@@ -3,6 +3,7 @@
  * as client-go resolves them. */
 #include "k8s/k8s.h"
 #include "lib/log.h"
+#include "lib/sys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -77,23 +78,6 @@ json_t *k8s_yaml_to_json(const char *text, char *err, size_t errlen)
 	}
 	yaml_parser_delete(&parser);
 	return out;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, m);
-	fclose(f);
-	fclose(m);
-	return buf;
 }
 
 static char *base64_decode(const char *in)
@@ -175,7 +159,7 @@ int k8s_config_from_kubeconfig(struct k8s_config *cfg, const char *path)
 			 getenv("HOME") ? getenv("HOME") : "/root");
 		path = def;
 	}
-	char *text = slurp(path);
+	char *text = sys_read_file(path);
 	if (!text) {
 		log_err("cannot read kubeconfig %s: %s", path, strerror(errno));
 		return -ENOENT;
@@ -271,7 +255,7 @@ int k8s_config_in_cluster(struct k8s_config *cfg, const char *sa_dir)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/token", sa_dir);
 	cfg->token_file = strdup(path);
-	char *tok = slurp(path);
+	char *tok = sys_read_file(path);
 	if (!tok) {
 		log_err("in-cluster: cannot read the service account token %s",
 			path);
@@ -282,7 +266,7 @@ int k8s_config_in_cluster(struct k8s_config *cfg, const char *sa_dir)
 	snprintf(path, sizeof(path), "%s/ca.crt", sa_dir);
 	cfg->ca_file = strdup(path);
 	snprintf(path, sizeof(path), "%s/namespace", sa_dir);
-	char *ns = slurp(path);
+	char *ns = sys_read_file(path);
 	if (ns) {
 		ns[strcspn(ns, "\r\n")] = '\0';
 		cfg->namespace_ = ns;

@@ -24,6 +24,7 @@
 #include "lab/lab.h"
 #include "lib/log.h"
 #include "lib/opts.h"
+#include "lib/sys.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -761,23 +762,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 
 /* --- main ----------------------------------------------------------------- */
 
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, m);
-	fclose(f);
-	fclose(m);
-	return buf;
-}
-
 static const struct opt api_opts[] = {
 	{ "listen", 'l', OPT_STRING, &opt_listen, "IP:PORT",
 	  "loopback address to listen on (default 127.0.0.1:6443)" },
@@ -835,7 +819,7 @@ int lab_apiserver_main(int argc, char **argv)
 		return 2;
 	}
 	if (opt_token_file) {
-		token = read_file(opt_token_file);
+		token = sys_read_file(opt_token_file);
 		if (!token || !*token) {
 			log_err("cannot read a token from %s", opt_token_file);
 			return 1;
@@ -852,8 +836,8 @@ int lab_apiserver_main(int argc, char **argv)
 			log_err("this libmicrohttpd has no TLS support");
 			return 1;
 		}
-		cert = read_file(opt_cert);
-		key = read_file(opt_key);
+		cert = sys_read_file(opt_cert);
+		key = sys_read_file(opt_key);
 		if (!cert || !key) {
 			log_err("cannot read %s or %s", opt_cert, opt_key);
 			return 1;
@@ -863,7 +847,7 @@ int lab_apiserver_main(int argc, char **argv)
 	S.ring_cap = (size_t)opt_history;
 	S.ring = calloc(S.ring_cap, sizeof(*S.ring));
 	if (opt_rv_file) {
-		char *saved = read_file(opt_rv_file);
+		char *saved = sys_read_file(opt_rv_file);
 		if (saved)
 			S.rv = strtoull(saved, NULL, 10);
 		free(saved);

@@ -103,3 +103,30 @@ int sys_exe_dir(char *buf, size_t len)
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+char *sys_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL, chunk[4096];
+	size_t len = 0, n;
+	FILE *m;
+
+	if (!f)
+		return NULL;
+	m = open_memstream(&buf, &len);
+	if (!m) {
+		fclose(f);
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	int err = ferror(f) ? EIO : 0;
+	fclose(f);
+	fclose(m);
+	if (err) {
+		free(buf);
+		errno = err;
+		return NULL;
+	}
+	return buf;
+}

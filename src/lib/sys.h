@@ -20,6 +20,10 @@ bool sys_have_tool(const char *tool);
  * mount it at /sys/fs/cgroup/unified, pure v2 hosts at /sys/fs/cgroup). */
 int sys_cgroup2_mount(char *buf, size_t len);
 
+/* The whole file as a NUL-terminated string (malloc'd; the caller frees),
+ * or NULL with errno set. For small files: configs, tokens, state. */
+char *sys_read_file(const char *path);
+
 /* Directory holding the running binary (resolved /proc/self/exe). */
 int sys_exe_dir(char *buf, size_t len);
 

@@ -42,6 +42,15 @@ static void parse_endpoint(json_t *ep, struct store_endpoint *e)
 		 json_object_get(ep, "workload"));
 	copy_str(e->service, sizeof(e->service),
 		 json_object_get(ep, "service"));
+	/* A client's end at a cluster IP: the pod that served it (from the
+	 * agent's conntrack lookup) names the row, so that the client's and
+	 * the server's records of one connection aggregate together. */
+	json_t *b = json_object_get(ep, "backend");
+	if (!e->pod[0] && json_is_object(b)) {
+		copy_str(e->pod, sizeof(e->pod), json_object_get(b, "pod"));
+		copy_str(e->workload, sizeof(e->workload),
+			 json_object_get(b, "workload"));
+	}
 }
 
 int store_record_parse(const char *json, size_t len, struct store_record *r)
@@ -74,7 +83,11 @@ int store_record_parse(const char *json, size_t len, struct store_record *r)
 	if (!strcmp(r->kind, "flow")) {
 		copy_str(r->event, sizeof(r->event),
 			 json_object_get(o, "event"));
-		r->duration_ns = get_int(o, "duration_ns");
+		/* A flow's duration is its whole life, known once, at close:
+		 * interval records (UDP ones carry the span so far) would put
+		 * each long flow into the percentiles once per interval. */
+		if (!strcmp(r->event, "close"))
+			r->duration_ns = get_int(o, "duration_ns");
 		/* A close that never completed its handshake is a failed
 		 * connection: the flow "error" of the aggregates. */
 		if (!strcmp(r->event, "close"))

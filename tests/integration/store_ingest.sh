@@ -44,15 +44,16 @@ assert_eq 0 "$dups" "no record dropped or rejected"
 ns0=$(awk -v t="$T0" 'BEGIN { printf "%.0f", t * 1e9 }')
 ns1=$(awk -v t="$T1" 'BEGIN { printf "%.0f", t * 1e9 }')
 q() { "$SONDE" query "$@" --since "$ns0" --until "$ns1"; }
-# The agents run every sensor family; `query flows` is about kind flow.
+# The agents run every sensor family; `query flows` is about kind flow. A
+# client's end at a cluster IP is filed under its backend pod (dst.backend).
 jall() { jq -c --argjson a "$ns0" --argjson b "$ns1" "select(.time_ns >= \$a and .time_ns < \$b) | $1" "$TMP/all.jsonl" | wc -l; }
 jcount() { jall "select(.kind == \"flow\") | $1"; }
 assert_eq "$(jcount 'select(.src.service == "ratings" or .dst.service == "ratings")')" \
 	"$(q flows --service ratings --count)" "query --service ratings --count"
-assert_eq "$(jcount 'select(.src.workload == "reviews-v2" or .dst.workload == "reviews-v2")')" \
+assert_eq "$(jcount 'select(.src.workload == "reviews-v2" or (.dst.workload // .dst.backend.workload) == "reviews-v2")')" \
 	"$(q flows --workload reviews-v2 --count)" "query --workload reviews-v2 --count"
 dpod=$(pod_field details-v1 .name)
-assert_eq "$(jcount "select(.src.pod == \"$dpod\" or .dst.pod == \"$dpod\")")" \
+assert_eq "$(jcount "select(.src.pod == \"$dpod\" or (.dst.pod // .dst.backend.pod) == \"$dpod\")")" \
 	"$(q flows --pod "$dpod" --count)" "query --pod $dpod --count"
 assert_eq "$(jall 'select(.kind == "http")')" "$(q http --count)" "query http --count = the agents' http records (kind filter)"
 assert_eq "$(jcount 'select(.kind == "flow")')" "$(q flows --count)" "query flows --count (time range)"
@@ -65,13 +66,14 @@ assert_eq "$want" "$got" "query --records: newest first"
 q flows --service details --interval 1s --json >"$TMP/agg.json"
 want=$(jq -s --argjson a "$ns0" --argjson b "$ns1" '[.[] | select(.kind == "flow" and .time_ns >= $a and .time_ns < $b
 	and (.src.service == "details" or .dst.service == "details"))
-	| {b: (.time_ns - .time_ns % 1000000000), s: (.src.workload // ""), d: (.dst.workload // ""), e: (if .event == "close" and .established == false then 1 else 0 end)}]
+	| {b: (.time_ns - .time_ns % 1000000000), s: (.src.workload // ""), d: (.dst.workload // .dst.backend.workload // ""), e: (if .event == "close" and .established == false then 1 else 0 end)}]
 	| group_by([.b, .s, .d]) | map("\(.[0].b) \(.[0].s) \(.[0].d) \(length) \(map(.e) | add)") | sort | .[]' -r "$TMP/all.jsonl")
 got=$(jq -r '.rows[] | select(.kind == "flow") | "\(.bucket_ns) \(.src_workload) \(.dst_workload) \(.records) \(.errors)"' "$TMP/agg.json" | sort)
 assert_eq "$want" "$got" "aggregate per 1 s and workload pair = jq over the agents' output"
-# p50 of the closes' duration_ns: exact, by its definition (floor(p*n)).
+# p50 of the closes' duration_ns (a flow's duration counts at close): exact, by its definition (floor(p*n)).
 want=$(jq -s --argjson a "$ns0" --argjson b "$ns1" -r '[.[] | select(.time_ns >= $a and .time_ns < $b and .kind == "flow"
-	and .dst.workload == "details-v1" and .src.workload == "productpage-v1" and .duration_ns != null) | .duration_ns] | sort
+	and (.dst.workload // .dst.backend.workload) == "details-v1" and .src.workload == "productpage-v1"
+	and .event == "close" and .duration_ns != null) | .duration_ns] | sort
 	| .[(length * 0.5 | floor)], .[(length * 0.99 | floor)]' "$TMP/all.jsonl" | tr '\n' ' ')
 got=$(q flows --service details --json | jq -r '.rows[] | select(.src_workload == "productpage-v1" and .dst_workload == "details-v1") | "\(.p50_ns) \(.p99_ns) "')
 assert_eq "$want" "$got" "p50/p99 of flow durations productpage -> details"

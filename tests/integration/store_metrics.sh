@@ -62,7 +62,7 @@ stored=$("$SONDE" query flows --since 0 --count)
 written=$(cat "$TMP"/node-*.jsonl | jq -c 'select(.kind == "flow")' | wc -l)
 assert_eq "$written" "$stored" "store holds every flow record the agents wrote"
 prom_eq 'sum(sonde_records_total{kind="flow"})' "$stored" "PromQL: sum of sonde_records_total = records in the store"
-want=$(jq -c 'select(.src.workload == "productpage-v1" and .dst.workload == "details-v1")' "$TMP"/node-*.jsonl | wc -l)
+want=$(jq -c 'select(.src.workload == "productpage-v1" and (.dst.workload // .dst.backend.workload) == "details-v1")' "$TMP"/node-*.jsonl | wc -l)
 prom_eq 'sum(sonde_records_total{src_workload="productpage-v1",dst_workload="details-v1"})' "$want" \
 	"PromQL: productpage-v1 -> details-v1 records = agent output"
 n1=$(wc -l <"$TMP/node-1.jsonl")

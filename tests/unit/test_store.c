@@ -81,6 +81,33 @@ static void test_parse(void **st)
 	assert_string_equal(r.dst.service, "");
 	assert_int_equal(r.duration_ns, -1);
 	free(j);
+	/* A flow's duration counts at close only (UDP intervals carry the
+	 * span so far). */
+	j = rec_json("flow", 1, "a", "sa", "b", NULL,
+		     ",\"event\":\"interval\",\"duration_ns\":42000000000");
+	assert_int_equal(store_record_parse(j, strlen(j), &r), 0);
+	assert_int_equal(r.duration_ns, -1);
+	free(j);
+	j = rec_json("flow", 1, "a", "sa", "b", NULL,
+		     ",\"event\":\"close\",\"duration_ns\":42000000000");
+	assert_int_equal(store_record_parse(j, strlen(j), &r), 0);
+	assert_int_equal(r.duration_ns, 42000000000LL);
+	free(j);
+	/* A client's end at a cluster IP takes its backend pod's names (the
+	 * cluster IP stays in ip); an end with a pod keeps its own. */
+	const char *cj =
+		"{\"kind\":\"http\",\"time_ns\":9,\"src\":{\"ip\":\"10.244.1.2\","
+		"\"pod\":\"pp-1\",\"workload\":\"pp\"},\"dst\":{\"ip\":"
+		"\"10.96.0.7\",\"port\":9080,\"service\":\"reviews\","
+		"\"cluster_ip\":true,\"backend\":{\"ip\":\"10.244.2.4\","
+		"\"pod\":\"reviews-v3-x\",\"workload\":\"reviews-v3\","
+		"\"service\":\"reviews\"}}}";
+	assert_int_equal(store_record_parse(cj, strlen(cj), &r), 0);
+	assert_string_equal(r.dst.ip, "10.96.0.7");
+	assert_string_equal(r.dst.pod, "reviews-v3-x");
+	assert_string_equal(r.dst.workload, "reviews-v3");
+	assert_string_equal(r.dst.service, "reviews");
+	assert_string_equal(r.src.pod, "pp-1");
 	assert_int_equal(store_record_parse("{\"time_ns\":1}", 13, &r), -EINVAL);
 	assert_int_equal(store_record_parse("[1]", 3, &r), -EINVAL);
 	assert_int_equal(store_record_parse("{\"kind\":\"x\"}", 12, &r), -EINVAL);
