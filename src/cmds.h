@@ -8,5 +8,6 @@ int cmd_lab(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_topology(int argc, char **argv);
+int cmd_sensors(int argc, char **argv);
 
 #endif

@@ -31,6 +31,8 @@ static const struct subcommand subcommands[] = {
 	  "workload, pod, time" },
 	{ "topology", cmd_topology,
 	  "service -> pod -> process -> netns -> veth -> bridge -> VXLAN -> node" },
+	{ "sensors", cmd_sensors,
+	  "each agent's sensors (attached, pending, failed) and plan sync" },
 	{ 0 },
 };
 

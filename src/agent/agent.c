@@ -10,6 +10,7 @@
  * --server, each rediscovery's document goes to the server
  * (discovery_report.c). */
 #include "agent/agent.h"
+#include "agent/control.h"
 #include "agent/nat.h"
 #include "agent/discovery.h"
 #include "agent/nodewatch.h"
@@ -51,8 +52,15 @@ struct agent {
 	const char *metadata_path;
 	struct meta meta;
 	struct node_view view;
-	uint32_t *targets;
+	uint32_t *targets;	/* every family's, together */
 	size_t ntargets;
+	/* Each family's own: under a plan (--control) a pod may have a flow
+	 * sensor and no latency sensor. cur_fam: the family being started or
+	 * retargeted, whose set agent_target_netns answers. */
+	uint32_t *fam_targets[MAX_FAMILIES];
+	size_t fam_ntargets[MAX_FAMILIES];
+	int cur_fam;
+	struct control *ctl; /* NULL: no plan, pods by --pods/--namespace */
 	struct output *out;
 	int64_t mono_to_real_ns;
 	struct running fams[MAX_FAMILIES];
@@ -81,6 +89,8 @@ static long opt_latency_sample = 1;
 static long opt_latency_test_skew_ns;
 static uint64_t opt_rediscover_ns = 10000000000ULL;
 static uint64_t opt_heartbeat_ns = 10000000000ULL;
+static const char *opt_control;
+static const char *opt_state_dir;
 
 static const struct opt agent_opts[] = {
 	{ "node", 'n', OPT_STRING, &opt_node, "NAME",
@@ -118,6 +128,12 @@ static const struct opt agent_opts[] = {
 	  "after 1 s)" },
 	{ "metrics", 0, OPT_STRING, &output_ship.metrics, "ADDR:PORT",
 	  "serve Prometheus /metrics (events, lost events, shipping, CPU)" },
+	{ "control", 0, OPT_STRING, &opt_control, "ADDR:PORT",
+	  "serve the control API (PUT /v1/plan, GET /v1/state; --token): "
+	  "the server's plan then selects the pods, not --pods/--namespace" },
+	{ "state-dir", 0, OPT_STRING, &opt_state_dir, "DIR",
+	  "where --control keeps the last applied plan, re-applied at "
+	  "start (default /var/lib/sonde)" },
 	{ "duration", 'd', OPT_DURATION, &opt_duration_ns, "DUR",
 	  "stop after DUR (e.g. 30s); default: run until SIGINT/SIGTERM" },
 	{ "all-netns", 0, OPT_FLAG, &opt_all_netns, NULL,
@@ -198,8 +214,24 @@ const struct meta *agent_meta(const struct agent *a)
 
 const uint32_t *agent_target_netns(const struct agent *a, size_t *n)
 {
+	if (a->cur_fam >= 0 && a->fam_targets[a->cur_fam]) {
+		*n = a->fam_ntargets[a->cur_fam];
+		return a->fam_targets[a->cur_fam];
+	}
 	*n = a->ntargets;
 	return a->targets;
+}
+
+int agent_family_state(const struct agent *a, const char *name,
+		       const char **why)
+{
+	for (size_t i = 0; i < a->nfams; i++) {
+		if (strcmp(a->fams[i].fam->name, name))
+			continue;
+		*why = a->fams[i].state ? NULL : a->fams[i].why;
+		return a->fams[i].state ? 1 : 0;
+	}
+	return -ENOENT;
 }
 
 static void set_pod(json_t *ep, const struct meta_pod *p)
@@ -344,33 +376,58 @@ static bool pod_selected(const struct meta_pod *p)
 	return in_list(opt_pods, full, true) || in_list(opt_pods, p->name, true);
 }
 
-/* Recomputes the target netns from the node view and the selection. */
+static void add_target(uint32_t *t, size_t *n, uint32_t netns)
+{
+	for (size_t j = 0; j < *n; j++)
+		if (t[j] == netns)
+			return;
+	t[(*n)++] = netns;
+}
+
+/* Recomputes the target netns from the node view and the selection: the
+ * plan's pods per family under --control, else --pods/--namespace (or
+ * everything) for every family alike. */
 static void compute_targets(struct agent *a)
 {
-	bool selecting = opt_pods || opt_namespaces;
+	bool selecting = opt_pods || opt_namespaces || a->ctl;
 	size_t n = 0;
 
 	free(a->targets);
 	a->targets = calloc(a->view.count + 1, sizeof(uint32_t));
 	a->ntargets = 0;
+	for (size_t f = 0; f < a->nfams; f++) {
+		free(a->fam_targets[f]);
+		a->fam_targets[f] = a->ctl ? calloc(a->view.count + 1, sizeof(uint32_t))
+					   : NULL;
+		a->fam_ntargets[f] = 0;
+	}
 	if (!a->targets)
 		return;
 	if (!selecting)
 		a->targets[n++] = a->view.node_netns;
 	for (size_t i = 0; i < a->view.count; i++) {
 		const struct netns_owner *o = &a->view.owners[i];
-		if (selecting) {
+		if (a->ctl) {
+			bool any = false;
+			for (size_t f = 0; f < a->nfams && o->pod_uid[0]; f++) {
+				if (!a->fam_targets[f] ||
+				    !control_wants(a->ctl, a->fams[f].fam->name,
+						   o->pod_uid))
+					continue;
+				add_target(a->fam_targets[f], &a->fam_ntargets[f],
+					   o->netns);
+				any = true;
+			}
+			if (!any)
+				continue;
+		} else if (selecting) {
 			const struct meta_pod *p =
 				o->pod_uid[0] ? meta_pod_by_uid(&a->meta, o->pod_uid)
 					      : NULL;
 			if (!p || !pod_selected(p))
 				continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < n; j++)
-			dup |= a->targets[j] == o->netns;
-		if (!dup)
-			a->targets[n++] = o->netns;
+		add_target(a->targets, &n, o->netns);
 	}
 	a->ntargets = n;
 }
@@ -447,9 +504,12 @@ static void refresh_node(struct agent *a)
 	a->targets = NULL;
 	a->view = view;
 	compute_targets(a);
-	for (size_t i = 0; i < a->nfams; i++)
+	for (size_t i = 0; i < a->nfams; i++) {
+		a->cur_fam = (int)i;
 		if (a->fams[i].state && a->fams[i].fam->retarget)
 			a->fams[i].fam->retarget(a->fams[i].state);
+	}
+	a->cur_fam = -1;
 	emit_target_changes(a, &old_view, old_targets, old_n);
 	node_view_free(&old_view);
 	free(old_targets);
@@ -458,6 +518,12 @@ static void refresh_node(struct agent *a)
 		disc_reporter_update(a->reporter,
 				     discovery_build(a->node_name, a->cgroup_root,
 						     a->netns_path, &a->view));
+	control_tick(a->ctl);
+}
+
+void agent_plan_changed(struct agent *a)
+{
+	refresh_node(a);
 }
 
 static int resolve_node(struct agent *a)
@@ -482,6 +548,11 @@ static int resolve_node(struct agent *a)
 			return err;
 		}
 		mn = meta_node(&a->meta, a->node_name);
+	}
+	if ((opt_pods || opt_namespaces) && opt_control) {
+		log_err("--pods/--namespace and --control exclude each other: "
+			"under --control the server's plan selects the pods");
+		return -EINVAL;
 	}
 	if ((opt_pods || opt_namespaces) && !a->metadata_path) {
 		log_err("--pods/--namespace need pod metadata (--metadata)");
@@ -623,7 +694,7 @@ static int arm(int tfd, uint64_t ns)
 }
 
 enum { TAG_SIGNAL = 1000, TAG_REFRESH, TAG_TICK, TAG_META, TAG_WATCH,
-       TAG_SOON, TAG_REDISCOVER };
+       TAG_SOON, TAG_REDISCOVER, TAG_CONTROL };
 
 /* A change notification rediscovers after SOON_NS, so that one burst (a
  * veth made, enslaved, set up; a process joining its cgroup) costs one
@@ -647,7 +718,7 @@ static void arm_once(int tfd, uint64_t ns)
 
 int cmd_agent(int argc, char **argv)
 {
-	struct agent a = { 0 };
+	struct agent a = { .cur_fam = -1 };
 	int npos = 0, rc = 1, epfd = -1, rfd = -1, ifd = -1, sfd = -1, mfd = -1;
 	int soonfd = -1, rdfd = -1;
 	enum { SOON_IDLE, SOON_EVENT, SOON_SETTLE } soon = SOON_IDLE;
@@ -686,6 +757,21 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	}
 	output_set_status(a.out, families_status, &a);
+	if (opt_control) {
+		struct control_opts co = {
+			.listen = opt_control,
+			.token = output_ship.token ? output_ship.token
+						   : getenv("SONDE_TOKEN"),
+			.server = output_ship.server,
+			.state_dir = opt_state_dir,
+			.node = a.node_name,
+		};
+		/* Before the families start: the last applied plan is in
+		 * force from the first rediscovery on. */
+		a.ctl = control_open(&a, &co);
+		if (!a.ctl)
+			goto out;
+	}
 
 	/* Stop cleanly on SIGINT/SIGTERM: read through a signalfd. */
 	sigset_t mask;
@@ -743,6 +829,8 @@ int cmd_agent(int argc, char **argv)
 	add_fd(epfd, sfd, TAG_SIGNAL);
 	add_fd(epfd, rfd, TAG_REFRESH);
 	add_fd(epfd, ifd, TAG_TICK);
+	if (a.ctl && add_fd(epfd, control_fd(a.ctl), TAG_CONTROL))
+		log_warn("control: epoll: %s", strerror(errno));
 	add_fd(epfd, soonfd, TAG_SOON);
 	add_fd(epfd, rdfd, TAG_REDISCOVER);
 	/* The metadata is the pod selection's input (--pods, --namespace):
@@ -836,10 +924,15 @@ int cmd_agent(int argc, char **argv)
 				for (size_t f = 0; f < a.nfams; f++)
 					if (a.fams[f].state && a.fams[f].fam->tick)
 						a.fams[f].fam->tick(a.fams[f].state);
+			} else if (tag == TAG_CONTROL) {
+				control_run(a.ctl);
 			} else if (tag < a.nfams && a.fams[tag].state) {
 				a.fams[tag].fam->consume(a.fams[tag].state);
 			}
 		}
+		/* Every turn, not only when its fd wakes us: libmicrohttpd
+		 * also times out idle connections here. */
+		control_run(a.ctl);
 		output_flush(a.out);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (opt_duration_ns &&
@@ -864,9 +957,12 @@ out:
 			a.fams[f].fam->stop(a.fams[f].state);
 	disc_reporter_stop(a.reporter);
 	nodewatch_close(a.watch);
+	control_close(a.ctl);
 	output_close(a.out);
 	nat_close(a.nat);
 	free(a.targets);
+	for (size_t f = 0; f < a.nfams; f++)
+		free(a.fam_targets[f]);
 	node_view_free(&a.view);
 	meta_free(&a.meta);
 	if (epfd >= 0)

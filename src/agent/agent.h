@@ -36,7 +36,9 @@ const struct node_view *agent_view(const struct agent *a);
 const char *agent_cgroup_root(const struct agent *a);
 const struct meta *agent_meta(const struct agent *a);
 /* The network namespaces (inode numbers) the sensors must watch: those of
- * the selected pods, plus the node's own when no pod selection is given. */
+ * the selected pods, plus the node's own when no pod selection is given.
+ * Called from a family's retarget, it answers that family's set (under a
+ * plan, --control, each family has its pods). */
 const uint32_t *agent_target_netns(const struct agent *a, size_t *n);
 
 /* An endpoint object {"ip","port", "pod","namespace","workload","service"
@@ -66,5 +68,12 @@ void agent_emit(struct agent *a, json_t *rec);
 /* Writes a record already formatted as one line of JSON (no newline): for
  * families that format their own high-rate records (l7). */
 void agent_emit_line(struct agent *a, const char *line);
+
+/* For the control API (control.c). A family by name: 1 running, 0
+ * unavailable (*why says why), -ENOENT not in this agent. */
+int agent_family_state(const struct agent *a, const char *name,
+		       const char **why);
+/* The applied plan changed: rediscover and retarget now. */
+void agent_plan_changed(struct agent *a);
 
 #endif

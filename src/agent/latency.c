@@ -34,12 +34,19 @@
 #define LAT_TC_PRIO 0x4c47
 #define LAT_TC_HANDLE 0x4c47
 #define MAX_DEVS 256
+/* tcx attach types (Linux 6.6); the installed UAPI header may predate
+ * them. A tcx link belongs to the agent's fd: it goes with the process,
+ * also on kill -9, where a legacy tc filter (and its program and maps)
+ * would stay in the kernel. */
+#define LAT_TCX_INGRESS 46
+#define LAT_TCX_EGRESS 47
 
 struct lat_dev {
 	int ifindex;
 	char name[IF_NAMESIZE];
 	enum lat_hop hop;
 	bool present; /* seen in the last scan */
+	int link_fd;  /* tcx link; -1: a legacy tc filter */
 };
 
 struct lat_sensor {
@@ -91,6 +98,22 @@ static int dev_driver(int sock, const char *name, char *out, size_t len)
 	return 0;
 }
 
+static void tc_detach_legacy(struct lat_dev *d)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = d->ifindex,
+		    .attach_point = d->hop == LAT_HOP_VXLAN ? BPF_TC_INGRESS
+							     : BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = LAT_TC_HANDLE,
+		    .priority = LAT_TC_PRIO);
+
+	/* Only our filter: the clsact qdisc may carry others'. */
+	bpf_tc_detach(&hook, &opts);
+}
+
+/* A tcx link where the kernel has them, else a legacy tc filter with our
+ * fixed handle and priority, replaced in place (a restarted agent takes
+ * over a killed one's filter instead of adding a second). Called inside
+ * the node's netns: ifindex is resolved there. */
 static int tc_attach(struct lat_sensor *s, struct lat_dev *d)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = d->ifindex,
@@ -102,6 +125,19 @@ static int tc_attach(struct lat_sensor *s, struct lat_dev *d)
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = LAT_TC_HANDLE,
 		    .priority = LAT_TC_PRIO, .flags = BPF_TC_F_REPLACE,
 		    .prog_fd = bpf_program__fd(prog));
+
+	d->link_fd = bpf_link_create(
+		bpf_program__fd(prog), d->ifindex,
+		(enum bpf_attach_type)(d->hop == LAT_HOP_VXLAN ? LAT_TCX_INGRESS
+							       : LAT_TCX_EGRESS),
+		NULL);
+	if (d->link_fd >= 0) {
+		/* A filter left by an agent that ran legacy tc and was
+		 * killed: ours now, remove it. */
+		tc_detach_legacy(d);
+		return 0;
+	}
+	d->link_fd = -1;
 	int err = bpf_tc_hook_create(&hook);
 
 	/* The clsact qdisc may be there already (another family's). */
@@ -112,14 +148,12 @@ static int tc_attach(struct lat_sensor *s, struct lat_dev *d)
 
 static void tc_detach(struct lat_dev *d)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = d->ifindex,
-		    .attach_point = d->hop == LAT_HOP_VXLAN ? BPF_TC_INGRESS
-							     : BPF_TC_EGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = LAT_TC_HANDLE,
-		    .priority = LAT_TC_PRIO);
-
-	/* Only our filter: the clsact qdisc may carry others'. */
-	bpf_tc_detach(&hook, &opts);
+	if (d->link_fd >= 0) {
+		close(d->link_fd);
+		d->link_fd = -1;
+		return;
+	}
+	tc_detach_legacy(d);
 }
 
 /* Finds the node's VXLAN devices and host-side veths and attaches to the
@@ -184,11 +218,15 @@ static void scan_devices(struct lat_sensor *s)
 			 hop == LAT_HOP_VXLAN ? "ingress" : "egress (towards the pod)");
 		s->ndevs++;
 	}
-	/* Forget devices that are gone (their filters went with them). */
+	/* Forget devices that are gone (their filters went with them; a
+	 * tcx link stays as an empty shell until its fd is closed). */
 	size_t k = 0;
-	for (size_t i = 0; i < s->ndevs; i++)
+	for (size_t i = 0; i < s->ndevs; i++) {
 		if (s->devs[i].present)
 			s->devs[k++] = s->devs[i];
+		else if (s->devs[i].link_fd >= 0)
+			close(s->devs[i].link_fd);
+	}
 	s->ndevs = k;
 out:
 	if (ifs)
@@ -759,6 +797,10 @@ static void latency_status(void *state, json_t *out)
 	for (size_t i = 0; i < s->ndevs; i++)
 		json_array_append_new(devs, json_string(s->devs[i].name));
 	json_object_set_new(out, "devices", devs);
+	json_object_set_new(out, "tc_attach",
+			    json_string(!s->ndevs ? "none"
+					: s->devs[0].link_fd >= 0 ? "tcx"
+								  : "legacy tc"));
 	percpu_counters_json(fd, s->ncpus, names, LAT_CNT_MAX, out);
 }
 

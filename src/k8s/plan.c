@@ -244,3 +244,57 @@ json_t *plan_diff(const json_t *actual, const json_t *desired)
 	}
 	return json_pack("{s:o, s:o, s:o}", "add", add, "stay", stay, "delete", del);
 }
+
+int plan_message_check(const json_t *msg, const char *node, char *err,
+		       size_t errlen)
+{
+	const json_t *gen = json_object_get(msg, "generation");
+	const json_t *epoch = json_object_get(msg, "epoch");
+	const json_t *sensors = json_object_get(msg, "sensors");
+	const char *n = json_string_value(json_object_get(msg, "node"));
+	size_t i, j;
+	json_t *s, *t;
+
+	if (!json_is_object(msg)) {
+		snprintf(err, errlen, "the plan must be a JSON object "
+				      "{\"node\", \"generation\", \"sensors\"}");
+		return -EINVAL;
+	}
+	if (!n || strcmp(n, node)) {
+		snprintf(err, errlen, "plan for node '%s', this agent is '%s'",
+			 n ? n : "(none)", node);
+		return -EINVAL;
+	}
+	if (!json_is_integer(gen) || json_integer_value(gen) < 0) {
+		snprintf(err, errlen, "'generation' must be an integer >= 0");
+		return -EINVAL;
+	}
+	if (epoch && !json_is_string(epoch)) {
+		snprintf(err, errlen, "'epoch' must be a string");
+		return -EINVAL;
+	}
+	if (!json_is_array(sensors)) {
+		snprintf(err, errlen, "'sensors' must be a list");
+		return -EINVAL;
+	}
+	json_array_foreach(sensors, i, s) {
+		static const char *const need[] = { "id", "kind", "pod_uid" };
+		for (size_t k = 0; k < 3; k++) {
+			const char *v = json_string_value(json_object_get(s, need[k]));
+			if (!v || !*v) {
+				snprintf(err, errlen,
+					 "sensor %zu: '%s' must be a non-empty string",
+					 i, need[k]);
+				return -EINVAL;
+			}
+		}
+		json_array_foreach(sensors, j, t) {
+			if (j < i && !strcmp(jget(s, "id", NULL), jget(t, "id", NULL))) {
+				snprintf(err, errlen, "sensor id '%s' appears twice",
+					 jget(s, "id", NULL));
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}

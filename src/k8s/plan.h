@@ -40,4 +40,12 @@ int plan_update(json_t *plan, const json_t *desired);
  * changed is deleted and added). */
 json_t *plan_diff(const json_t *actual, const json_t *desired);
 
+/* A plan as the server pushes it to one agent:
+ *   {"node": N, "epoch": E, "generation": G, "sensors": [S...]}
+ * node must be this agent's; epoch (optional) names the server run that
+ * numbered the generation; each sensor needs a string id, kind and pod_uid,
+ * ids unique. 0, or -EINVAL with a message for a 400. */
+int plan_message_check(const json_t *msg, const char *node, char *err,
+		       size_t errlen);
+
 #endif

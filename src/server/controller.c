@@ -18,14 +18,27 @@
 
 struct controller {
 	struct k8s_client *client;
-	json_t *policy;	 /* NULL: every pod */
+	json_t *policy;	 /* NULL: every pod; under mu */
+	char *policy_file; /* --policy: a PUT policy is written back there */
 	pthread_mutex_t mu;
+	/* One replan at a time (main loop, a PUT of the policy): an older
+	 * snapshot folded in last would undo a newer one. */
+	pthread_mutex_t replan_mu;
 	json_t *plan;	 /* {"node": {"generation", "sensors"}}; under mu */
 	bool synced;	 /* plan computed from complete lists */
 	uint64_t replans, plan_changes;
 };
 
+static void replan_locked(struct controller *c);
+
 static void replan(struct controller *c)
+{
+	pthread_mutex_lock(&c->replan_mu);
+	replan_locked(c);
+	pthread_mutex_unlock(&c->replan_mu);
+}
+
+static void replan_locked(struct controller *c)
 {
 	/* A plan from half-listed resources would churn generations (nodes
 	 * seen empty, then full): wait for every first list. */
@@ -33,7 +46,9 @@ static void replan(struct controller *c)
 		return;
 	json_t *pods = k8s_client_list(c->client, "pods");
 	json_t *svcs = k8s_client_list(c->client, "services");
+	pthread_mutex_lock(&c->mu);
 	json_t *policy = json_incref(c->policy);
+	pthread_mutex_unlock(&c->mu);
 	if (!policy) {
 		/* Every pod: a policy of every namespace that has one (plan.c
 		 * has no "all" rule, and an empty selector is refused there). */
@@ -83,9 +98,11 @@ struct controller *controller_start(struct server *s, const char *kubeconfig,
 	if (!c)
 		return NULL;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->replan_mu, NULL);
 	c->plan = json_object();
 	if (policy_file) {
 		json_error_t jerr;
+		c->policy_file = strdup(policy_file);
 		c->policy = json_load_file(policy_file, 0, &jerr);
 		if (!c->policy) {
 			log_err("policy %s: %s (line %d)", policy_file, jerr.text,
@@ -117,6 +134,44 @@ struct controller *controller_start(struct server *s, const char *kubeconfig,
 fail:
 	controller_stop(c);
 	return NULL;
+}
+
+json_t *controller_policy(struct controller *c)
+{
+	pthread_mutex_lock(&c->mu);
+	json_t *p = c->policy ? json_deep_copy(c->policy) : json_null();
+	pthread_mutex_unlock(&c->mu);
+	return p;
+}
+
+int controller_set_policy(struct controller *c, json_t *policy, char *err,
+			  size_t errlen)
+{
+	if (!json_is_null(policy) && plan_policy_check(policy, err, errlen))
+		return -EINVAL;
+	/* Written back first: a restarted server must plan as this one. */
+	if (c->policy_file) {
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", c->policy_file);
+		if (json_is_null(policy) ||
+		    json_dump_file(policy, tmp, JSON_INDENT(2)) ||
+		    rename(tmp, c->policy_file)) {
+			snprintf(err, errlen,
+				 json_is_null(policy)
+					 ? "the server runs with --policy %s: put a policy, not null"
+					 : "cannot write the policy to %s",
+				 c->policy_file);
+			unlink(tmp);
+			return json_is_null(policy) ? -EINVAL : -EIO;
+		}
+	}
+	pthread_mutex_lock(&c->mu);
+	json_decref(c->policy);
+	c->policy = json_is_null(policy) ? NULL : json_deep_copy(policy);
+	pthread_mutex_unlock(&c->mu);
+	log_info("controller: new policy; replanning");
+	replan(c);
+	return 0;
 }
 
 json_t *controller_topology(struct controller *c, const json_t *reports)
@@ -184,6 +239,8 @@ void controller_stop(struct controller *c)
 		k8s_client_free(c->client);
 	json_decref(c->plan);
 	json_decref(c->policy);
+	free(c->policy_file);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->replan_mu);
 	free(c);
 }

@@ -21,6 +21,12 @@ struct controller *controller_start(struct server *s, const char *kubeconfig,
  * chains (topology_doc; NULL: none). */
 json_t *controller_topology(struct controller *c, const json_t *reports);
 json_t *controller_plan(struct controller *c);
+/* GET/PUT /v1/policy: the policy (JSON null: the default, every pod). A
+ * new one is checked (-EINVAL, err says why), written back to --policy
+ * FILE when there is one, and the plan recomputed at once. */
+json_t *controller_policy(struct controller *c);
+int controller_set_policy(struct controller *c, json_t *policy, char *err,
+			  size_t errlen);
 void controller_metrics(struct controller *c, FILE *f);
 void controller_stop(struct controller *c);
 

@@ -17,6 +17,7 @@
 #include "server/es.h"
 #include "server/controller.h"
 #include "server/agents_disc.h"
+#include "server/agents.h"
 #include "lib/procstat.h"
 #include "store/store.h"
 
@@ -72,7 +73,8 @@ struct server {
 	struct series_set *series;
 	struct es_exporter *es;
 	struct controller *ctl; /* NULL: no Kubernetes controller */
-	struct agents_disc *agents; /* agents' discovery reports */
+	struct agents_disc *disc; /* agents' discovery reports */
+	struct agents *agents;	/* agents' states, the plan push */
 	int epfd;
 	struct watch watches[MAX_WATCHES];
 	int nwatches;
@@ -147,6 +149,10 @@ static const struct cmd_spec server_spec = {
 		"node, with generations\n"
 		"  PUT  /v1/agents/NODE/discovery  an agent's node discovery "
 		"(JSON); GET returns it\n"
+		"  GET/PUT /v1/policy  with the controller: the monitoring policy "
+		"(JSON as --policy)\n"
+		"  GET  /v1/agents     agents' reported states, plan push status\n"
+		"  PUT  /v1/agents/NODE/state  an agent's state report\n"
 		"  GET  /metrics       Prometheus exposition\n",
 };
 
@@ -606,7 +612,8 @@ static enum MHD_Result handle_metrics(struct server *s,
 	es_metrics(s->es, f);
 	if (s->ctl)
 		controller_metrics(s->ctl, f);
-	agents_disc_metrics(s->agents, f);
+	agents_disc_metrics(s->disc, f);
+	agents_metrics(s->agents, f);
 	fclose(f);
 	return http_take(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text,
 			 len);
@@ -619,6 +626,52 @@ static bool authorized(struct server *s, struct MHD_Connection *c)
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_AUTHORIZATION);
 	return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, s->token);
+}
+
+/* PUT /v1/policy, PUT /v1/agents/NODE/state: small JSON bodies. */
+static enum MHD_Result handle_put(struct server *s, struct MHD_Connection *c,
+				  const char *url, const char *body, size_t len)
+{
+	char err[300], node[256];
+	json_error_t jerr;
+	json_t *doc = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+	int rc;
+
+	if (!doc) {
+		snprintf(err, sizeof(err), "the body is not JSON: %s (line %d)",
+			 jerr.text, jerr.line);
+		return http_error(c, MHD_HTTP_BAD_REQUEST, err);
+	}
+	if (!strcmp(url, "/v1/policy")) {
+		if (!s->ctl) {
+			json_decref(doc);
+			return http_error(c, MHD_HTTP_NOT_FOUND,
+					  "no Kubernetes controller (start "
+					  "with --kubeconfig)");
+		}
+		rc = controller_set_policy(s->ctl, doc, err, sizeof(err));
+		json_decref(doc);
+		if (rc)
+			return http_error(c, rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
+							   : MHD_HTTP_INTERNAL_SERVER_ERROR,
+					  err);
+		agents_kick(s->agents);
+		return http_json(c, MHD_HTTP_OK, controller_policy(s->ctl));
+	}
+	size_t pre = strlen("/v1/agents/");
+	const char *name = !strncmp(url, "/v1/agents/", pre) ? url + pre : "";
+	const char *slash = strchr(name, '/');
+	if (slash && slash > name && (size_t)(slash - name) < sizeof(node) &&
+	    !strcmp(slash, "/state")) {
+		snprintf(node, sizeof(node), "%.*s", (int)(slash - name), name);
+		rc = agents_report(s->agents, node, doc, err, sizeof(err));
+		json_decref(doc);
+		if (rc)
+			return http_error(c, MHD_HTTP_BAD_REQUEST, err);
+		return http_json(c, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+	}
+	json_decref(doc);
+	return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint");
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
@@ -639,7 +692,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 				return MHD_NO;
 			*con_cls = u;
 			if (!authorized(s, c)) {
-				agents_disc_unauthorized(s->agents);
+				agents_disc_unauthorized(s->disc);
 				u->early = MHD_HTTP_UNAUTHORIZED;
 			}
 			return MHD_YES;
@@ -657,7 +710,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		if (u->early == MHD_HTTP_UNAUTHORIZED)
 			return http_error(c, MHD_HTTP_UNAUTHORIZED,
 					  "missing or wrong bearer token");
-		return agents_disc_put(s->agents, c, node, u->doc.p, u->doc.len,
+		return agents_disc_put(s->disc, c, node, u->doc.p, u->doc.len,
 				       u->early == MHD_HTTP_CONTENT_TOO_LARGE ||
 					       u->doc.oom);
 	}
@@ -725,6 +778,39 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return http_error(c, (unsigned)u->early, u->early_msg);
 		return ingest_finish(s, c, u);
 	}
+	if (!strcmp(method, "PUT") && !strncmp(url, "/v1/", 4)) {
+		struct upload *u = *con_cls;
+		if (!u) {
+			if (!(u = calloc(1, sizeof(*u))))
+				return MHD_NO;
+			*con_cls = u;
+			return MHD_YES;
+		}
+		if (*upload_size) {
+			if (u->len + *upload_size + 1 > (1u << 20)) {
+				u->early = MHD_HTTP_CONTENT_TOO_LARGE;
+			} else {
+				if (u->len + *upload_size + 1 > u->cap) {
+					size_t cap = (u->len + *upload_size + 1) * 2;
+					char *b = realloc(u->body, cap);
+					if (!b)
+						return MHD_NO;
+					u->body = b;
+					u->cap = cap;
+				}
+				memcpy(u->body + u->len, upload, *upload_size);
+				u->len += *upload_size;
+			}
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if (!authorized(s, c))
+			return http_error(c, MHD_HTTP_UNAUTHORIZED,
+					  "missing or wrong bearer token");
+		if (u->early)
+			return http_error(c, (unsigned)u->early, "body too large");
+		return handle_put(s, c, url, u->body ? u->body : "", u->len);
+	}
 	/* Other requests have no body: answer on the first call. */
 	if (!strcmp(url, "/metrics") && !strcmp(method, "GET"))
 		return handle_metrics(s, c);
@@ -734,6 +820,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		if (!authorized(s, c))
 			return http_error(c, MHD_HTTP_UNAUTHORIZED,
 					  "missing or wrong bearer token");
+		if (!strcmp(url, "/v1/agents"))
+			return http_json(c, MHD_HTTP_OK, agents_list(s->agents));
+		if (!strcmp(url, "/v1/policy")) {
+			if (!s->ctl)
+				return http_error(c, MHD_HTTP_NOT_FOUND,
+						  "no Kubernetes controller "
+						  "(start with --kubeconfig)");
+			return http_json(c, MHD_HTTP_OK, controller_policy(s->ctl));
+		}
 		if (!strcmp(url, "/v1/topology") || !strcmp(url, "/v1/plan")) {
 			if (!s->ctl)
 				return http_error(c, MHD_HTTP_NOT_FOUND,
@@ -741,7 +836,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 						  "(start with --kubeconfig)");
 			json_t *doc;
 			if (url[4] == 't') {
-				json_t *reports = agents_disc_reports(s->agents);
+				json_t *reports = agents_disc_reports(s->disc);
 				doc = controller_topology(s->ctl, reports);
 				json_decref(reports);
 			} else {
@@ -754,7 +849,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			return http_json(c, MHD_HTTP_OK, doc);
 		}
 		if (agents_disc_path(url, node, sizeof(node)))
-			return agents_disc_get(s->agents, c, node);
+			return agents_disc_get(s->disc, c, node);
 		return handle_query(s, c, url);
 	}
 	return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint");
@@ -834,8 +929,8 @@ int cmd_server(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	s.series = series_new(20000);
-	s.agents = agents_disc_new(opt_stale_after > 0 ? (unsigned)opt_stale_after : 3);
-	if (!s.series || !s.agents)
+	s.disc = agents_disc_new(opt_stale_after > 0 ? (unsigned)opt_stale_after : 3);
+	if (!s.series || !s.disc)
 		goto out;
 	if (opt_export_es && !(s.es = es_start(opt_export_es, 200000))) {
 		log_err("cannot start the Elasticsearch exporter");
@@ -891,6 +986,9 @@ int cmd_server(int argc, char **argv)
 		log_err("--policy needs the controller (--kubeconfig or in-cluster)");
 		goto out;
 	}
+	s.agents = agents_start(s.ctl, s.token);
+	if (!s.agents)
+		goto out;
 	log_info("sonde server listening on http://%s, store %s:%s",
 		 opt_listen, s.ops->name, target);
 
@@ -947,7 +1045,9 @@ out:
 		pthread_mutex_unlock(&s.lock);
 		pthread_join(writer, NULL);
 	}
-	/* After the HTTP daemon: no request reads the controller any more. */
+	/* After the HTTP daemon: no request reads the controller any more;
+	 * the pusher reads it until it stops. */
+	agents_stop(s.agents);
 	controller_stop(s.ctl);
 	es_stop(s.es, 5);
 	if (s.writer)
@@ -955,7 +1055,7 @@ out:
 	if (s.reader)
 		s.ops->close(s.reader);
 	series_free(s.series);
-	agents_disc_free(s.agents);
+	agents_disc_free(s.disc);
 	if (sfd >= 0)
 		close(sfd);
 	if (s.epfd >= 0)

@@ -1,5 +1,6 @@
 /* The sensor plan: policy -> desired sensors per node, generations that
  * move only when a node's set changes, the agent's add / stay / delete. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -133,11 +134,47 @@ static void test_generations_and_move(void **s)
 	json_decref(policy);
 }
 
+/* What an agent accepts as a pushed plan (PUT /v1/plan): everything else
+ * is a 400 and leaves its state alone. */
+static void test_message_check(void **s)
+{
+	(void)s;
+	static const struct {
+		const char *json;
+		int rc;
+		const char *msg; /* part of the error */
+	} cases[] = {
+		{ "{\"node\":\"n1\",\"generation\":3,\"sensors\":[]}", 0, "" },
+		{ "{\"node\":\"n1\",\"epoch\":\"e\",\"generation\":0,\"sensors\":"
+		  "[{\"id\":\"flow/a/b\",\"kind\":\"flow\",\"pod_uid\":\"u\"}]}", 0, "" },
+		{ "[]", -EINVAL, "JSON object" },
+		{ "{\"node\":\"n2\",\"generation\":1,\"sensors\":[]}", -EINVAL, "this agent is 'n1'" },
+		{ "{\"generation\":1,\"sensors\":[]}", -EINVAL, "(none)" },
+		{ "{\"node\":\"n1\",\"generation\":\"1\",\"sensors\":[]}", -EINVAL, "generation" },
+		{ "{\"node\":\"n1\",\"generation\":-2,\"sensors\":[]}", -EINVAL, "generation" },
+		{ "{\"node\":\"n1\",\"epoch\":7,\"generation\":1,\"sensors\":[]}", -EINVAL, "epoch" },
+		{ "{\"node\":\"n1\",\"generation\":1,\"sensors\":{}}", -EINVAL, "list" },
+		{ "{\"node\":\"n1\",\"generation\":1,\"sensors\":[{\"id\":\"x\",\"kind\":\"flow\"}]}",
+		  -EINVAL, "pod_uid" },
+		{ "{\"node\":\"n1\",\"generation\":1,\"sensors\":[{\"id\":\"x\",\"kind\":\"flow\",\"pod_uid\":\"u\"},"
+		  "{\"id\":\"x\",\"kind\":\"l7\",\"pod_uid\":\"u\"}]}", -EINVAL, "twice" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[256] = "";
+		json_t *m = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+		assert_non_null(m);
+		assert_int_equal(plan_message_check(m, "n1", err, sizeof(err)), cases[i].rc);
+		assert_non_null(strstr(err, cases[i].msg));
+		json_decref(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_policy_rules),
 		cmocka_unit_test(test_generations_and_move),
+		cmocka_unit_test(test_message_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
