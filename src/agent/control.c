@@ -8,6 +8,7 @@
 #include "agent/control.h"
 #include "agent/agent.h"
 #include "k8s/plan.h"
+#include "lib/clock.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "server/http.h"
@@ -59,13 +60,6 @@ struct control {
 	uint64_t reports, report_failures;
 	bool report_ok;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static json_t *empty_plan(const char *node)
 {

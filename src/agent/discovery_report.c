@@ -2,6 +2,7 @@
  * loop hands over each new document; this thread owns the copy it sends,
  * so no JSON value is shared between threads. */
 #include "agent/discovery.h"
+#include "lib/clock.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 
@@ -33,13 +34,6 @@ struct disc_reporter {
 	bool stopping;
 	uint64_t sent, failed, changes;
 };
-
-static int64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* PUT one document. Returns the HTTP status, 0 when unreachable. */
 static long put_doc(struct disc_reporter *r, CURL *curl, const char *body,
@@ -78,7 +72,7 @@ static void *reporter_main(void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	while (curl && !r->stopping) {
-		int64_t now = now_ns(CLOCK_MONOTONIC);
+		int64_t now = clock_ns(CLOCK_MONOTONIC);
 		bool changed = r->seq != r->sent_seq;
 		if (!r->latest || (!(changed && !backoff) && now < next_send)) {
 			/* Wait for a new document, the next heartbeat or the
@@ -99,7 +93,7 @@ static void *reporter_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 
 		json_object_set_new(doc, "time_ns",
-				    json_integer(now_ns(CLOCK_REALTIME)));
+				    json_integer(clock_ns(CLOCK_REALTIME)));
 		json_object_set_new(
 			doc, "agent",
 			json_pack("{s:s, s:s, s:I, s:I, s:I}", "instance",
@@ -114,7 +108,7 @@ static void *reporter_main(void *arg)
 		free(body);
 
 		pthread_mutex_lock(&r->mu);
-		now = now_ns(CLOCK_MONOTONIC);
+		now = clock_ns(CLOCK_MONOTONIC);
 		if (status >= 200 && status < 300) {
 			if (failing)
 				log_info("discovery: the server takes our "
@@ -176,11 +170,11 @@ struct disc_reporter *disc_reporter_start(const char *server,
 	/* One id per agent run: the server (and a reader) can tell a
 	 * restarted agent from one that kept running. */
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint64_t)now_ns(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32);
+		rnd = (uint64_t)clock_ns(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32);
 	snprintf(r->instance, sizeof(r->instance), "%016llx",
 		 (unsigned long long)rnd);
 	r->heartbeat_ns = heartbeat_ns;
-	r->started_ns = now_ns(CLOCK_REALTIME);
+	r->started_ns = clock_ns(CLOCK_REALTIME);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -11,6 +11,7 @@
  * so a batch replayed after an agent restart keeps its id and the server
  * stores it once. */
 #include "agent/output.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/procstat.h"
 #include "server/http.h"
@@ -82,20 +83,6 @@ struct output {
 		rejected_batches, rejected_records, send_failures,
 		retry_after_waits, spool_errors;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ---- spool index (called under mu) */
 

@@ -1,7 +1,7 @@
 /* `sonde sensors`: what every agent runs, as the server knows it (GET
  * /v1/agents: the agents' reported states and the plan push's status). */
 #include "cmds.h"
-#include "lib/buf.h"
+#include "lib/httpget.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 
@@ -38,43 +38,6 @@ static const struct cmd_spec sensors_spec = {
 		   "generation. Agents run with --control (docs/k8s.md).",
 };
 
-static json_t *fetch(const char *server, const char *token)
-{
-	char url[2048], auth[512];
-	struct buf b = { 0 };
-	struct curl_slist *hdrs = NULL;
-	long status = 0;
-	json_t *doc = NULL;
-	CURL *curl = curl_easy_init();
-
-	if (!curl)
-		return NULL;
-	snprintf(url, sizeof(url), "%s/v1/agents", server);
-	if (token && token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		hdrs = curl_slist_append(hdrs, auth);
-	}
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-	CURLcode cc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	if (cc != CURLE_OK)
-		log_err("cannot reach the server at %s: %s (is `sonde server` "
-			"running? set SONDE_SERVER)",
-			server, curl_easy_strerror(cc));
-	else if (status != 200)
-		log_err("%s answered %ld: %s", url, status, b.p ? b.p : "");
-	else if (!(doc = json_loads(b.p ? b.p : "", 0, NULL)))
-		log_err("%s: not JSON", url);
-	free(b.p);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(curl);
-	return doc;
-}
-
 int cmd_sensors(int argc, char **argv)
 {
 	int npos = 0, rc = opts_parse(&sensors_spec, argc, argv, &npos);
@@ -87,8 +50,9 @@ int cmd_sensors(int argc, char **argv)
 	const char *server = opt_server ? opt_server : getenv("SONDE_SERVER");
 	const char *token = opt_token ? opt_token : getenv("SONDE_TOKEN");
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	json_t *doc = fetch(server && *server ? server : "http://127.0.0.1:7070",
-			    token);
+	json_t *doc = http_get_json(server && *server ? server
+						      : "http://127.0.0.1:7070",
+				    "/v1/agents", token, 10000L);
 	curl_global_cleanup();
 	if (!doc)
 		return 1;

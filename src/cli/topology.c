@@ -17,7 +17,7 @@
 #include "cli/topology.h"
 #include "k8s/k8s.h"
 #include "k8s/plan.h"
-#include "lib/buf.h"
+#include "lib/httpget.h"
 #include "lib/log.h"
 #include "lib/opts.h"
 #include "lib/sys.h"
@@ -567,45 +567,6 @@ static int print_doc(json_t *doc)
 	return 0;
 }
 
-/* GET SERVER/v1/topology: the same document, built by the server from its
- * informers' cache (no node discovery there: the server does not see the
- * nodes' namespaces). */
-static json_t *fetch_doc(const char *server, const char *token)
-{
-	char url[2048], auth[512];
-	struct buf b = { 0 };
-	struct curl_slist *hdrs = NULL;
-	long status = 0;
-	json_t *doc = NULL;
-	CURL *curl = curl_easy_init();
-	if (!curl)
-		return NULL;
-	snprintf(url, sizeof(url), "%s/v1/topology", server);
-	if (token && token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		hdrs = curl_slist_append(hdrs, auth);
-	}
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-			 (long)(opt_timeout_ns / 1000000));
-	CURLcode cc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	if (cc != CURLE_OK)
-		log_err("cannot reach the server at %s: %s", server,
-			curl_easy_strerror(cc));
-	else if (status != 200)
-		log_err("%s answered %ld: %s", url, status, b.p ? b.p : "");
-	else if (!(doc = json_loads(b.p ? b.p : "", 0, NULL)))
-		log_err("%s: not JSON", url);
-	free(b.p);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(curl);
-	return doc;
-}
-
 int cmd_topology(int argc, char **argv)
 {
 	int npos = 0, rc = opts_parse(&topo_spec, argc, argv, &npos);
@@ -627,8 +588,12 @@ int cmd_topology(int argc, char **argv)
 	    *getenv("SONDE_SERVER"))
 		server = getenv("SONDE_SERVER");
 	if (server && !opt_watch && !opt_plan)
-		return print_doc(fetch_doc(server, opt_token ? opt_token
-							    : getenv("SONDE_TOKEN")));
+		/* The server builds the same document from its informers'
+		 * cache and the agents' discovery reports. */
+		return print_doc(http_get_json(
+			server, "/v1/topology",
+			opt_token ? opt_token : getenv("SONDE_TOKEN"),
+			(long)(opt_timeout_ns / 1000000)));
 	if (opt_server) {
 		log_err("--server serves the topology only (not --watch or --plan: "
 			"GET /v1/plan has the server's plan)");

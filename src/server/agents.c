@@ -14,6 +14,7 @@
  * a new policy); a failed push waits 250 ms doubling to 10 s, reset when
  * the agent reports again. */
 #include "server/agents.h"
+#include "lib/clock.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "server/controller.h"
@@ -49,20 +50,6 @@ struct agents {
 	json_t *nodes;
 	uint64_t reports, pushes, push_failures;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static const char *sget(const json_t *o, const char *k)
 {

@@ -6,6 +6,8 @@
 #include "server/http.h"
 #include "server/server.h"
 
+#include "lib/clock.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,13 +25,6 @@ struct agents_disc {
 	unsigned stale_after;
 	uint64_t stored, invalid, unauthorized;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 struct agents_disc *agents_disc_new(unsigned stale_after)
 {

@@ -1,4 +1,5 @@
 #include "server/es.h"
+#include "lib/clock.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 
@@ -29,13 +30,6 @@ struct es_exporter {
 	int64_t drain_until;
 	uint64_t indexed, rejected, dropped, retried_items, failed_requests;
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void doc_free(struct es_doc *d)
 {
@@ -131,12 +125,12 @@ void es_enqueue(struct es_exporter *e, const char *batch_id,
 
 static void wait_ms(struct es_exporter *e, int64_t ms)
 {
-	int64_t until = now_ns() + ms * 1000000LL;
-	while (now_ns() < until) {
+	int64_t until = real_ns() + ms * 1000000LL;
+	while (real_ns() < until) {
 		int64_t d = until;
 		if (e->stopping && e->drain_until < d)
 			d = e->drain_until;
-		if (now_ns() >= d)
+		if (real_ns() >= d)
 			break;
 		struct timespec ts = { d / 1000000000LL, d % 1000000000LL };
 		pthread_cond_timedwait(&e->cv, &e->lock, &ts);
@@ -158,7 +152,7 @@ static void *es_main(void *arg)
 	while (curl) {
 		while (!e->n && !e->stopping)
 			pthread_cond_wait(&e->cv, &e->lock);
-		if (!e->n || (e->stopping && now_ns() > e->drain_until))
+		if (!e->n || (e->stopping && real_ns() > e->drain_until))
 			break;
 		size_t k = 0;
 		while (k < BULK_MAX && e->n) {
@@ -291,7 +285,7 @@ void es_stop(struct es_exporter *e, int drain_s)
 		return;
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
-	e->drain_until = now_ns() + (int64_t)drain_s * 1000000000LL;
+	e->drain_until = real_ns() + (int64_t)drain_s * 1000000000LL;
 	pthread_cond_broadcast(&e->cv);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL);
