@@ -45,6 +45,7 @@ lab() { "$SONDE" lab "$@"; }
 # Brings a fresh lab up for this test and always takes it down at exit, so a
 # failed assertion never leaves a lab behind for the next test.
 lab_fresh_up() {
+	LAB_OWNED=1
 	lab down >/dev/null 2>&1 || true
 	trap 'finish' EXIT
 	lab up "$@" || die "sonde lab up $* failed"
@@ -66,7 +67,10 @@ finish() {
 		kill -KILL $left 2>/dev/null
 		wait $left 2>/dev/null
 	fi
-	if [ "${KEEP_LAB:-0}" != 1 ]; then
+	# Only a test that brought the lab up takes it down: one that needs
+	# no lab (run by hand, outside the lab lock) must not pull it from
+	# under another run's test.
+	if [ "${LAB_OWNED:-0}" = 1 ] && [ "${KEEP_LAB:-0}" != 1 ]; then
 		lab down >/dev/null 2>&1 || true
 	fi
 	if [ "$rc" = 0 ] && [ "$FAILS" = 0 ]; then
