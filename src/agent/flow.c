@@ -469,10 +469,16 @@ static void flush_drops(struct flow_sensor *s, uint64_t now)
 								 : "other"));
 		json_object_set_new(rec, "ip_version",
 				    json_integer(family == AF_INET ? 4 : 6));
-		/* src/dst as in the dropped packet. */
-		json_object_set_new(rec, "src",
-				    agent_endpoint(s->agent, family, src,
-						   k->tuple.lport, NULL));
+		/* src/dst as in the dropped packet. A reply from a cluster IP
+		 * (un-DNATed on its way back, e.g. data purged from a closing
+		 * client's queue) names the pod that sent it: conntrack's
+		 * original direction is dst -> src. */
+		json_t *sep = agent_endpoint(s->agent, family, src,
+					     k->tuple.lport, NULL);
+		if (k->proto == IPPROTO_TCP || k->proto == IPPROTO_UDP)
+			agent_backend(s->agent, sep, k->proto, family, dst,
+				      k->tuple.rport, src, k->tuple.lport);
+		json_object_set_new(rec, "src", sep);
 		json_object_set_new(rec, "dst",
 				    agent_endpoint(s->agent, family, dst,
 						   k->tuple.rport, NULL));
