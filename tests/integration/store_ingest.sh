@@ -45,15 +45,16 @@ ns0=$(awk -v t="$T0" 'BEGIN { printf "%.0f", t * 1e9 }')
 ns1=$(awk -v t="$T1" 'BEGIN { printf "%.0f", t * 1e9 }')
 q() { "$SONDE" query "$@" --since "$ns0" --until "$ns1"; }
 # The agents run every sensor family; `query flows` is about kind flow. A
-# client's end at a cluster IP is filed under its backend pod (dst.backend).
+# end at a cluster IP is filed under its backend pod (dst.backend, and
+# src.backend of a drop record of a reply from a cluster IP).
 jall() { jq -c --argjson a "$ns0" --argjson b "$ns1" "select(.time_ns >= \$a and .time_ns < \$b) | $1" "$TMP/all.jsonl" | wc -l; }
 jcount() { jall "select(.kind == \"flow\") | $1"; }
 assert_eq "$(jcount 'select(.src.service == "ratings" or .dst.service == "ratings")')" \
 	"$(q flows --service ratings --count)" "query --service ratings --count"
-assert_eq "$(jcount 'select(.src.workload == "reviews-v2" or (.dst.workload // .dst.backend.workload) == "reviews-v2")')" \
+assert_eq "$(jcount 'select((.src.workload // .src.backend.workload) == "reviews-v2" or (.dst.workload // .dst.backend.workload) == "reviews-v2")')" \
 	"$(q flows --workload reviews-v2 --count)" "query --workload reviews-v2 --count"
 dpod=$(pod_field details-v1 .name)
-assert_eq "$(jcount "select(.src.pod == \"$dpod\" or (.dst.pod // .dst.backend.pod) == \"$dpod\")")" \
+assert_eq "$(jcount "select((.src.pod // .src.backend.pod) == \"$dpod\" or (.dst.pod // .dst.backend.pod) == \"$dpod\")")" \
 	"$(q flows --pod "$dpod" --count)" "query --pod $dpod --count"
 assert_eq "$(jall 'select(.kind == "http")')" "$(q http --count)" "query http --count = the agents' http records (kind filter)"
 assert_eq "$(jcount 'select(.kind == "flow")')" "$(q flows --count)" "query flows --count (time range)"
@@ -66,7 +67,7 @@ assert_eq "$want" "$got" "query --records: newest first"
 q flows --service details --interval 1s --json >"$TMP/agg.json"
 want=$(jq -s --argjson a "$ns0" --argjson b "$ns1" '[.[] | select(.kind == "flow" and .time_ns >= $a and .time_ns < $b
 	and (.src.service == "details" or .dst.service == "details"))
-	| {b: (.time_ns - .time_ns % 1000000000), s: (.src.workload // ""), d: (.dst.workload // .dst.backend.workload // ""), e: (if .event == "close" and .established == false then 1 else 0 end)}]
+	| {b: (.time_ns - .time_ns % 1000000000), s: (.src.workload // .src.backend.workload // ""), d: (.dst.workload // .dst.backend.workload // ""), e: (if .event == "close" and .established == false then 1 else 0 end)}]
 	| group_by([.b, .s, .d]) | map("\(.[0].b) \(.[0].s) \(.[0].d) \(length) \(map(.e) | add)") | sort | .[]' -r "$TMP/all.jsonl")
 got=$(jq -r '.rows[] | select(.kind == "flow") | "\(.bucket_ns) \(.src_workload) \(.dst_workload) \(.records) \(.errors)"' "$TMP/agg.json" | sort)
 assert_eq "$want" "$got" "aggregate per 1 s and workload pair = jq over the agents' output"
