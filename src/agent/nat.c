@@ -1,6 +1,7 @@
 /* Cluster IP -> backend pod through conntrack (libnetfilter_conntrack: the
  * packaged netlink client; docs/libraries.md). See nat.h for why. */
 #include "agent/nat.h"
+#include "lib/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Direct-mapped: a collision only costs one more netlink round trip. The
@@ -48,13 +48,6 @@ struct answer {
 	uint8_t addr[16];
 	uint16_t port;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 struct nat *nat_open(const char *netns_path)
 {
@@ -145,7 +138,7 @@ int nat_backend(struct nat *n, uint8_t proto, int family, const void *saddr,
 	struct nat_key key;
 	struct answer ans = { .family = family };
 	struct nf_conntrack *ct;
-	uint64_t now = now_ns();
+	uint64_t now = (uint64_t)mono_ns();
 	int rc;
 
 	if (family != AF_INET && family != AF_INET6)

@@ -22,18 +22,9 @@ import bisect
 import json
 import sys
 
-
-def load_jsonl(path):
-    out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    return out
+# The same JSON-lines reader as the nginx check (this file's directory is
+# on sys.path when run as a script).
+from l7_check import load_jsonl
 
 
 def main():
