@@ -4,10 +4,14 @@
 #    overlay, with no agent and with one l7 agent per node, alternating
 #    REPS times: throughput, p50 and p99 of each run, ratios of medians;
 #    also the agents' own CPU time per 1000 requests;
-#  - Bookinfo at a fixed offered rate (FIXED_RATE, default 400 pages/s,
+#  - Bookinfo at a fixed offered rate (FIXED_RATE, default 1000 pages/s,
 #    FIXED_SECONDS each, the lab's own load generator, open loop), off/on
-#    interleaved: the load generator's latency p50/p99 and the agents' CPU
-#    per 1000 pages;
+#    interleaved: the load generator's latency p50/p99, the agents' CPU
+#    per 1000 pages and the whole machine's busy CPU per page (paired
+#    on - off per round, mean and 95 % CI);
+#  - where the kernel side's time goes: one more wrk run with
+#    kernel.bpf_stats_enabled, run count and ns per run of each program of
+#    each agent, per wrk request;
 #  - with L7_BEFORE_SONDE=<an older sonde binary>, a third arm "before"
 #    running that binary's agents, interleaved with the others: the same
 #    figures for the old code in the same run;
@@ -27,7 +31,7 @@ OUT=${L7_BENCH_OUT:-$ROOT/bench/results/l7.md}
 STATE=/run/sonde-lab/state.json
 REPS=${REPS:-6}
 WRK_SECONDS=${WRK_SECONDS:-8}
-FIXED_RATE=${FIXED_RATE:-400}
+FIXED_RATE=${FIXED_RATE:-1000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
 ARMS="on"
 [ -n "${L7_BEFORE_SONDE:-}" ] && ARMS="before on"
@@ -57,6 +61,7 @@ agent_cpu() { # pids -> total utime+stime ticks
 
 : >"$TMP/cpu.txt"
 : >"$TMP/fixed.txt"
+: >"$TMP/busy.txt"
 AGENT_PIDS=()
 agents_start() { # arm rep
 	AGENT_PIDS=()
@@ -74,9 +79,15 @@ agents_stop() {
 	wait "${AGENT_PIDS[@]}" || true
 }
 ppip=$(jq -r '.pods[] | select(.workload == "productpage-v1") | .ip' $STATE)
+machine_busy() { # busy ticks of all CPUs so far (user+nice+system+irq+softirq+steal)
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
 run_fixed() { # arm rep: the lab's load generator at FIXED_RATE
+	local b0
+	b0=$(machine_busy)
 	"$SONDE" lab exec loadgen -- "$SONDE" lab loadgen --url "http://$ppip:9080/productpage" \
 		--rate "$FIXED_RATE" --duration "${FIXED_SECONDS}s" --log /dev/null >"$TMP/fixed.$1.$2.txt" 2>&1
+	echo "$1 $2 $(($(machine_busy) - b0))" >>"$TMP/busy.txt"
 }
 fixed_stat() { # file -> "p50 p99 sent"
 	awk '/total_ms p50/ { for (i = 1; i <= NF; i++) { if ($i == "p50") a = $(i + 1); if ($i == "p99") b = $(i + 1) } }
@@ -104,6 +115,31 @@ for rep in $(seq "$REPS"); do
 		echo "$arm $rep $((c2 - c1)) $(fixed_stat "$TMP/fixed.$arm.$rep.txt")" >>"$TMP/fixed.txt"
 	done
 	echo "off $rep 0 $(fixed_stat "$TMP/fixed.off.$rep.txt")" >>"$TMP/fixed.txt"
+done
+
+# Where the kernel side's time goes: one more wrk run per arm with the
+# kernel's BPF run-time statistics on (they add two clock reads to every
+# run, so the ns are upper bounds).
+bpf_progs() {
+	bpftool -j prog show | jq -c '[.[] | select(.name | startswith("l7_")) |
+		{id, name, run_time_ns: (.run_time_ns // 0), run_cnt: (.run_cnt // 0)}]'
+}
+bpf_was=$(sysctl -n kernel.bpf_stats_enabled)
+for arm in $ARMS; do
+	agents_start "$arm" bpf
+	sysctl -q kernel.bpf_stats_enabled=1
+	bpf_progs >"$TMP/bpf0.$arm.json"
+	run_wrk "bpf-$arm" 1
+	bpf_progs >"$TMP/bpf1.$arm.json"
+	sysctl -q kernel.bpf_stats_enabled="$bpf_was"
+	# prog id -> node: each agent holds its programs' fds, and a BPF
+	# program fd's fdinfo names the program id.
+	i=0
+	for node in $(jq -r '.nodes[].name' $STATE); do
+		grep -h '^prog_id:' /proc/"${AGENT_PIDS[$i]}"/fdinfo/* 2>/dev/null | awk -v n="$node" '{ print $2, n }'
+		i=$((i + 1))
+	done | sort -u >"$TMP/bpfpids.$arm.txt"
+	agents_stop
 done
 
 row() { # tag -> "rps p50_us p99_us" medians
@@ -161,6 +197,53 @@ parse=$("$TMP/l7_parse")
 		read -r f50 f99 fcpu <<<"$(fixed_row "$arm")"
 		awk -v n="$arm" -v a="$fo50" -v b="$f50" -v c="$fo99" -v d="$f99" -v k="$fcpu" \
 			'BEGIN { printf "| %s | %s | %s | %.3f | %.3f | %s |\n", n, b, d, b / a, d / c, k }'
+	done
+	echo
+	echo "Whole machine's busy CPU per page at the fixed rate (/proc/stat, all CPUs, everything running: the lab's servers, the load generator, the agents, the BPF programs, and any other work on this shared machine), and the paired difference on - off within each round (mean, 95 % CI over rounds, Student t):"
+	echo
+	python3 - "$TMP/busy.txt" "$TMP/fixed.txt" "$hz" "$ARMS" <<-'PY'
+		import sys, statistics as st
+		busy = {}
+		for l in open(sys.argv[1]):
+		    a, r, t = l.split(); busy[(a, r)] = int(t)
+		pages = {}
+		for l in open(sys.argv[2]):
+		    f = l.split(); pages[(f[0], f[1])] = int(f[5])
+		hz = int(sys.argv[3])
+		us = {k: busy[k] / hz * 1e6 / pages[k] for k in busy if pages.get(k)}
+		# two-sided 95 % Student t quantiles by degrees of freedom
+		T = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+		def ci(v):
+		    m = st.mean(v)
+		    if len(v) < 2: return m, float("nan")
+		    return m, T.get(len(v) - 1, 2.0) * st.stdev(v) / len(v) ** 0.5
+		print("| arm | machine busy CPU per page (us), mean +- 95 % CI | on - off per page (us), paired | relative |")
+		print("|---|---|---|---|")
+		off = [us[k] for k in sorted(us) if k[0] == "off"]
+		m, h = ci(off)
+		print(f"| off | {m:.1f} +- {h:.1f} | | |")
+		for arm in sys.argv[4].split():
+		    v = [us[k] for k in sorted(us) if k[0] == arm]
+		    d = [us[(arm, r)] - us[("off", r)] for (a, r) in sorted(us) if a == arm and ("off", r) in us]
+		    m1, h1 = ci(v); md, hd = ci(d)
+		    print(f"| {arm} | {m1:.1f} +- {h1:.1f} | {md:+.1f} ({md - hd:+.1f} .. {md + hd:+.1f}) | {100 * md / m:+.1f} % |")
+	PY
+	echo
+	echo "## Where the kernel side's time goes (one wrk run per arm, \`kernel.bpf_stats_enabled=1\`)"
+	echo
+	echo "Every syscall of the machine runs every agent's sys_enter and sys_exit programs: in the lab both nodes share one kernel, so each syscall runs two pairs, and each agent's pair leaves early for the other node's pods (netns filter). On a real cluster a node's kernel runs one pair. ns per run include the statistics' own two clock reads."
+	echo
+	echo "| arm | agent | program | runs per wrk request | ns per run | ns per wrk request |"
+	echo "|---|---|---|---|---|---|"
+	for arm in $ARMS; do
+		reqs=$(awk '/requests in/ { print $1 }' "$TMP/bpf-$arm.1.txt")
+		jq -r -n --slurpfile a "$TMP/bpf1.$arm.json" --slurpfile b "$TMP/bpf0.$arm.json" --arg arm "$arm" --argjson reqs "$reqs" \
+			--rawfile pids "$TMP/bpfpids.$arm.txt" '
+			($pids | split("\n") | map(select(length > 0) | split(" ") | {(.[0]): .[1]}) | add) as $node |
+			[$a[0][] | . as $x | ([$b[0][] | select(.id == $x.id)][0] // {run_cnt: 0, run_time_ns: 0}) as $y |
+			 {agent: ($node[($x.id | tostring)] // "?"), name: $x.name, cnt: ($x.run_cnt - $y.run_cnt), ns: ($x.run_time_ns - $y.run_time_ns)}] | sort_by(.agent, .name) |
+			(.[] | select(.cnt > 0) | "| \($arm) | \(.agent) | \(.name) | \(.cnt / $reqs * 100 | round / 100) | \(.ns / .cnt | round) | \(.ns / $reqs | round) |"),
+			"| \($arm) | all | all | \((map(.cnt) | add) / $reqs * 100 | round / 100) | \((map(.ns) | add) / ((map(.cnt) | add) + 0.001) | round) | \((map(.ns) | add) / $reqs | round) |"'
 	done
 	echo
 	echo "Per run: wrk (arm, rep, agent CPU ticks at ${hz}/s, wrk requests, http records), then fixed rate (arm, rep, agent CPU ticks, p50 ms, p99 ms, pages sent):"
