@@ -282,7 +282,7 @@ static void start_due(struct loadgen *lg, uint64_t now)
 static void finish(struct loadgen *lg, CURL *e, CURLcode rc)
 {
 	struct slot *s = NULL;
-	curl_off_t total = 0, connect = 0, ttfb = 0, bytes = 0;
+	curl_off_t total = 0, connect = 0, ttfb = 0, pre = 0, bytes = 0;
 	long status = 0;
 
 	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&s);
@@ -290,6 +290,10 @@ static void finish(struct loadgen *lg, CURL *e, CURLcode rc)
 	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
 	curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect);
 	curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &ttfb);
+	/* Taken by libcurl right before it sends the request: total minus
+	 * this is send -> response done, free of the wait between our
+	 * handing the transfer over and libcurl's next turn to send it. */
+	curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pre);
 	curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &bytes);
 
 	struct reqlog_rec r = {
@@ -299,6 +303,7 @@ static void finish(struct loadgen *lg, CURL *e, CURLcode rc)
 		.total_us = (uint64_t)total,
 		.connect_us = (uint64_t)connect,
 		.ttfb_us = (uint64_t)ttfb,
+		.pretransfer_us = (uint64_t)pre,
 		.bytes = (uint64_t)bytes,
 	};
 	if (rc != CURLE_OK) {
@@ -587,7 +592,7 @@ static const struct cmd_spec loadgen_spec = {
 	"shows by how much (start\nminus due). One that cannot start within "
 	"--timeout is logged as skipped.\nLog line: {\"start\":unix s,\"due\":"
 	"unix s,\"status\":200,\"total_ms\":..,\n\"connect_ms\":..,\"ttfb_ms\":"
-	"..,\"bytes\":..,\"error\":null or libcurl's message}.\nIt is flushed "
+	"..,\"pretransfer_ms\":..,\"bytes\":..,\"error\":null or libcurl's message}.\nIt is flushed "
 	"at least every second, whole lines only. SIGUSR1 prints the\nsummary "
 	"so far; SIGTERM/SIGINT stop (in-flight requests get 1 s), "
 	"printing it.",

@@ -37,13 +37,14 @@ struct reqlog_rec {
 	uint64_t total_us;
 	uint64_t connect_us;
 	uint64_t ttfb_us;
+	uint64_t pretransfer_us; /* start -> just before the request is sent */
 	uint64_t bytes;
 	const char *error; /* NULL when the transfer succeeded */
 };
 
 /* Writes the record as one JSON line, "\n" included, into buf:
  * {"start":1712345678.123456,"due":..,"status":200,"total_ms":1.234,
- *  "connect_ms":..,"ttfb_ms":..,"bytes":..,"error":null}
+ *  "connect_ms":..,"ttfb_ms":..,"pretransfer_ms":..,"bytes":..,"error":null}
  * Returns the length, or -ENOSPC when buf is too small (buf is then left
  * unterminated garbage: never write it). */
 int reqlog_format(char *buf, size_t len, const struct reqlog_rec *r);

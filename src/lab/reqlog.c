@@ -77,12 +77,14 @@ int reqlog_format(char *buf, size_t len, const struct reqlog_rec *r)
 		"{\"start\":%" PRIu64 ".%06" PRIu64 ",\"due\":%" PRIu64
 		".%06" PRIu64 ",\"status\":%ld,\"total_ms\":%" PRIu64
 		".%03" PRIu64 ",\"connect_ms\":%" PRIu64 ".%03" PRIu64
-		",\"ttfb_ms\":%" PRIu64 ".%03" PRIu64 ",\"bytes\":%" PRIu64
+		",\"ttfb_ms\":%" PRIu64 ".%03" PRIu64
+		",\"pretransfer_ms\":%" PRIu64 ".%03" PRIu64 ",\"bytes\":%" PRIu64
 		",\"error\":",
 		start_us / 1000000, start_us % 1000000, due_us / 1000000,
 		due_us % 1000000, r->status, r->total_us / 1000,
 		r->total_us % 1000, r->connect_us / 1000, r->connect_us % 1000,
-		r->ttfb_us / 1000, r->ttfb_us % 1000, r->bytes))
+		r->ttfb_us / 1000, r->ttfb_us % 1000, r->pretransfer_us / 1000,
+		r->pretransfer_us % 1000, r->bytes))
 		return -ENOSPC;
 	if (!r->error) {
 		if (put(buf, len, &p, "null}\n"))

@@ -87,7 +87,13 @@ rc=$?
 jq -c '.pods | to_entries[] | {pod: .key} + .value' "$TMP/check.json" | while read -r l; do log "$l"; done
 log "loadgen client side: $(jq -c .loadgen_client "$TMP/check.json")"
 log "loadgen client load: $(jq -c .loadgen_load "$TMP/check.json")"
-[ $rc = 0 ] || fail "records do not match the access logs: $(jq -c '.problems[:3]' "$TMP/check.json" | head -c 1500)"
+if [ $rc != 0 ]; then
+	# The logs go with the lab: keep them with the test's artefacts.
+	for d in $(jq -r '.pods[].dir' $STATE); do
+		for f in access.log requests.log; do [ -f "$d/$f" ] && cp "$d/$f" "$TMP/$(basename "$d").$f"; done
+	done
+	fail "records do not match the access logs: $(jq -c '.problems[:3]' "$TMP/check.json" | head -c 1500)"
+fi
 
 # The microsecond ground truth: our server's own request times.
 python3 "$(dirname "$0")/l7_check_us.py" "$TMP/all.jsonl" "$TMP/httpd.log" "$US_POD" 9081 "$T0" "$T1" >"$TMP/check_us.json"

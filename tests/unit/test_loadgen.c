@@ -65,6 +65,7 @@ static void test_format(void **state)
 		.total_us = 1234,
 		.connect_us = 5,
 		.ttfb_us = 1000000,
+		.pretransfer_us = 250,
 		.bytes = 4294967296ULL,
 	};
 	int n = reqlog_format(buf, sizeof(buf), &r);
@@ -75,6 +76,7 @@ static void test_format(void **state)
 			    "{\"start\":1712345678.123456,\"due\":1712345678."
 			    "000001,\"status\":200,\"total_ms\":1.234,"
 			    "\"connect_ms\":0.005,\"ttfb_ms\":1000.000,"
+			    "\"pretransfer_ms\":0.250,"
 			    "\"bytes\":4294967296,\"error\":null}\n");
 
 	r.status = 0;
