@@ -8,7 +8,10 @@ difference from BASE paired within a round (the same round's runs are
 minutes apart, so slow drifts of a shared machine cancel), with its 95 %
 CI and relative to BASE's mean.
 
-Usage: lat_stats.py RUNS BASE key:label[:paired] ...
+With --pairs A/B,C/D also A vs B and C vs D, paired the same way (e.g. a
+build against the one before it).
+
+Usage: lat_stats.py [--pairs A/B,...] RUNS BASE key:label[:paired] ...
 """
 import math
 import sys
@@ -49,9 +52,14 @@ def fmt(x):
 
 
 def main():
-    runs_file, base = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    pairs = []
+    if args and args[0] == "--pairs":
+        pairs = [tuple(x.split("/", 1)) for x in args[1].split(",") if "/" in x]
+        args = args[2:]
+    runs_file, base = args[0], args[1]
     cols = []
-    for spec in sys.argv[3:]:
+    for spec in args[2:]:
         parts = spec.split(":")
         cols.append((parts[0], parts[1], len(parts) > 2 and parts[2] == "paired"))
     runs = defaultdict(dict)  # round -> mode -> {key: value}
@@ -78,29 +86,29 @@ def main():
             cells.append(f"{fmt(m)} +- {fmt(h)}")
         print(f"| {mode} ({len(col(mode, cols[0][0]))}) | " + " | ".join(cells) + " |")
     paired = [c for c in cols if c[2]]
-    if not paired or base not in modes:
+    if not paired:
         return
-    print()
-    print(f"| vs {base}, paired per round ({n_rounds} rounds) | "
-          + " | ".join(c[1] + ": difference (95 % CI), relative" for c in paired) + " |")
-    print("|---" * (len(paired) + 1) + "|")
-    for mode in modes:
-        if mode == base:
-            continue
+    comparisons = [(m, base) for m in modes if m != base and base in modes]
+    comparisons += [(a, b) for a, b in pairs if a in modes and b in modes]
+    for i, (a, b) in enumerate(comparisons):
+        if i == 0 or b != comparisons[i - 1][1]:
+            print()
+            print(f"| vs {b}, paired per round ({n_rounds} rounds) | "
+                  + " | ".join(c[1] + ": difference (95 % CI), relative" for c in paired) + " |")
+            print("|---" * (len(paired) + 1) + "|")
         cells = []
         for k, _, _ in paired:
-            d = [r[mode][k] - r[base][k] for r in runs.values()
-                 if mode in r and base in r and k in r[mode] and k in r[base]]
-            b = col(base, k)
+            d = [r[a][k] - r[b][k] for r in runs.values()
+                 if a in r and b in r and k in r[a] and k in r[b]]
+            bs = col(b, k)
             m, h = ci(d)
-            bm = sum(b) / len(b) if b else float("nan")
+            bm = sum(bs) / len(bs) if bs else float("nan")
             rel = 100 * m / bm if bm else float("nan")
             rlo = 100 * (m - h) / bm if bm else float("nan")
             rhi = 100 * (m + h) / bm if bm else float("nan")
             cells.append(f"{m:+.4g} ({m - h:+.4g} .. {m + h:+.4g}), "
                          f"{rel:+.2f} % ({rlo:+.2f} .. {rhi:+.2f} %)")
-        print(f"| {mode} | " + " | ".join(cells) + " |")
-
+        print(f"| {a} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

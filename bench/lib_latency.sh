@@ -35,6 +35,9 @@ lat_agents_stop() {
 lat_cleanup() {
 	$lat_cleanup_hook || true
 	lat_agents_stop
+	[ -z "${STATS_PID:-}" ] || kill "$STATS_PID" 2>/dev/null || true
+	# RUNS_OUT=FILE keeps the per-run figures (to re-table them later).
+	[ -z "${RUNS_OUT:-}" ] || cp "$WORK/runs.txt" "$RUNS_OUT" 2>/dev/null || true
 	[ -z "${SRV:-}" ] || kill "$SRV" 2>/dev/null || true
 	"$SONDE" lab down >/dev/null 2>&1 || true
 	rm -rf "$WORK"
@@ -114,6 +117,29 @@ lat_agents_cpu() { # jiffies of the running agents
 # those started by `sonde lab exec`).
 lat_pod_cpu_us() { # WORKLOAD
 	awk '$1 == "usage_usec" { print $2 }' "$(lat_pod "$1" .cgroup)/cpu.stat"
+}
+
+# BPF_STATS=1: the kernel counts run count and run time of every BPF
+# program while bench/bpf_stats_hold.py runs (it adds two clock reads per
+# program run, the same in every mode). lat_bpf_stats then gives the
+# latency programs' own cost, which process CPU on a shared VM cannot
+# resolve.
+lat_bpf_stats_start() {
+	[ "${BPF_STATS:-0}" = 1 ] || return 0
+	/usr/bin/python3 "$ROOT/bench/bpf_stats_hold.py" >"$WORK/bpf_stats_hold.out" &
+	STATS_PID=$!
+	for _ in $(seq 50); do grep -q on "$WORK/bpf_stats_hold.out" && return 0; sleep 0.1; done
+	echo "BPF statistics could not be turned on" >&2
+	return 1
+}
+
+# "rx_runs rx_ns sockops_runs sockops_ns" summed over the loaded latency
+# programs (the running agents' only: call before lat_agents_stop).
+lat_bpf_stats() {
+	bpftool prog show -j | jq -r '[.[] | select(.run_cnt != null)] as $p |
+		($p | map(select(.name == "lat_rx_vxlan" or .name == "lat_rx_veth"))) as $rx |
+		($p | map(select(.name == "lat_sockops"))) as $tx |
+		"\($rx | map(.run_cnt) | add // 0) \($rx | map(.run_time_ns) | add // 0) \($tx | map(.run_cnt) | add // 0) \($tx | map(.run_time_ns) | add // 0)"'
 }
 
 lat_iperf_server() { # start iperf3 -s in the loadgen pod (port 5201)
