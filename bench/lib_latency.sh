@@ -1,7 +1,7 @@
 # Sourced by the latency benchmarks (bench/latency_*.sh): the lab lock, a
 # lab with its built-in load off, agents started and stopped around each
-# run, CPU counters, and the table maker. Not a benchmark itself (no .sh
-# suffix: bench/run.sh runs only bench/*.sh).
+# run, CPU counters, and the table maker. Not a benchmark itself:
+# bench/run.sh skips bench/lib_*.sh.
 #
 # The caller sets ROOT and calls, in this order:
 #   lat_lock "$@"      re-exec under the lab lock (once: BENCH_LOCKED)
