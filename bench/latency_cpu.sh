@@ -19,6 +19,9 @@
 #   SONDE_OLD=/tmp/old/sonde MODES="off on on-old sampled sampled-old" \
 #     bench/latency_cpu.sh 10
 #
+# MODES="off sampled sampled-frozen" separates the agents' processes from
+# the kernel side (bench/lib_latency.sh, lat_agents_freeze).
+#
 # BPF_STATS=1 also reports the latency programs' own run time (kernel BPF
 # statistics, see bench/lib_latency.sh): ns per receiver run, receiver runs
 # per MB, ns per sock_ops run, and BPF ms per GB.
@@ -42,8 +45,10 @@ run() { # mode round
 	lat_agents_start "$1" "$tag"
 	a0=$(lat_agents_cpu) m0=$(lat_machine_busy)
 	[ -z "${STATS_PID:-}" ] || read -ra b0 < <(lat_bpf_stats)
+	lat_agents_freeze "$1" STOP
 	"$SONDE" lab exec ratings-v1 -- iperf3 -c "$LG_IP" -p 5201 -t "$SECS" -b "$RATE" -J \
 		>"$WORK/$tag.json" 2>/dev/null || true
+	lat_agents_freeze "$1" CONT
 	a1=$(lat_agents_cpu) m1=$(lat_machine_busy)
 	[ -z "${STATS_PID:-}" ] || read -ra b1 < <(lat_bpf_stats)
 	lat_agents_stop

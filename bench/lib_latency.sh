@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Sourced by the latency benchmarks (bench/latency_*.sh): the lab lock, a
 # lab with its built-in load off, agents started and stopped around each
 # run, CPU counters, and the table maker. Not a benchmark itself:
@@ -25,8 +26,16 @@ lat_lock() {
 	fi
 }
 
+lat_agents_freeze() { # MODE STOP|CONT: only for -frozen modes
+	local p
+	case $1 in *-frozen) ;; *) return 0 ;; esac
+	for p in "${apids[@]}"; do kill -"$2" "$p" 2>/dev/null || true; done
+}
+
 lat_agents_stop() {
 	local p
+	# a stopped agent would not see SIGTERM until continued
+	for p in "${apids[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
 	for p in "${apids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${apids[@]}"; do wait "$p" 2>/dev/null || true; done
 	apids=()
@@ -63,12 +72,16 @@ lat_pod() { # WORKLOAD JQ-FIELD
 # room, full-size segments never). A suffix "-old" runs the agents from
 # $SONDE_OLD instead (another build, e.g. before a change to the BPF side,
 # whose objects are embedded in the binary): before/after in one run.
+# A suffix "-frozen" stops the agents (SIGSTOP) for the measured part, see
+# lat_agents_freeze: their BPF programs stay attached and keep working
+# (links and maps are held by the stopped process), the processes use no
+# CPU: what is left of the cost is the kernel side alone.
 lat_agents_start() { # MODE TAG
 	local sample bin=$SONDE node
 	case $1 in
 	off) return 0 ;;
-	on | on-old) sample=1 ;;
-	sampled | sampled-old) sample=16 ;;
+	on | on-old | on-frozen) sample=1 ;;
+	sampled | sampled-old | sampled-frozen) sample=16 ;;
 	*) echo "unknown mode $1" >&2; return 1 ;;
 	esac
 	case $1 in *-old) bin=${SONDE_OLD:?mode $1 needs SONDE_OLD} ;; esac
