@@ -1,108 +1,79 @@
 #!/usr/bin/env bash
-# What stamping costs, interleaved in one run (the 2-core VM's run-to-run
-# spread is larger than the effect, so every mode runs in every round):
-# - iperf3 TCP throughput ratings (node-1) -> loadgen (node-2), across
-#   the overlay, with the latency sensor off / on (every segment, MSS
-#   shrunk by the option) / sampled (--latency-sample 16, only segments
-#   with room);
-# - wrk p99 and requests/s against ratings' nginx from reviews-v2, off / on.
-# Prints a markdown table; ground truth is iperf3's and wrk's own output.
+# What stamping costs request/response traffic AT A FIXED REQUEST RATE
+# (the cost a user pays at their own load; a closed-loop client that
+# saturates both vCPUs of this VM measures mostly the fight for CPU):
+# `sonde lab loadgen` (open loop: request i is due at start + i/RPS
+# whatever the server does) in the loadgen pod (node-2) -> ratings' nginx
+# (node-1, /ratings/0) across the overlay, RPS requests/s over CONNS
+# kept-alive connections for SECS seconds; modes off / on
+# (--latency-sample 1) / sampled (--latency-sample 16) in every round, in a
+# rotating order. Per run: the client's p50/p99 (its own histogram), CPU
+# per 1000 requests of the two agents (/proc/PID/stat), the ratings pod
+# and the loadgen pod (their cgroups' cpu.stat: every process in them,
+# including softirq work done in their context) and the machine
+# (/proc/stat, all CPUs: includes other users' load). Then, cheap and
+# closed-loop, wrk -t1 -c4 for WRK_SECS (0: skip) from reviews-v2 to
+# ratings with the same agents: p99 and requests/s, an upper bound under
+# CPU saturation.
 #
 # Usage: bench/latency_overhead.sh [ROUNDS]   (root; takes the lab lock)
+#        RPS=2000 CONNS=8 SECS=10 WRK_SECS=5 bench/latency_overhead.sh 6
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ROUNDS=${1:-3}
-SECS=${SECS:-5}
-SONDE=${SONDE:-$ROOT/sonde}
-export SONDE_LAB_DIR=$ROOT/lab
-if [ -z "${BENCH_LOCKED:-}" ]; then
-	BENCH_LOCKED=1 exec flock -o /run/sonde-lab-session.lock "$0" "$@"
-fi
-WORK=$(mktemp -d /tmp/sonde-latbench.XXXXXX)
-apids=()
-stop_agents() {
-	for p in "${apids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${apids[@]}"; do wait "$p" 2>/dev/null || true; done
-	apids=()
-}
-cleanup() {
-	stop_agents
-	[ -n "${SRV:-}" ] && kill "$SRV" 2>/dev/null
-	"$SONDE" lab down >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+ROUNDS=${1:-6}
+SECS=${SECS:-10}
+RPS=${RPS:-2000}
+CONNS=${CONNS:-8}
+WRK_SECS=${WRK_SECS:-5}
+MODES=${MODES:-off on sampled}
+. "$ROOT/bench/lib_latency.sh"
+lat_lock "$@"
+lat_setup latoverhead
+URL="http://$RT_IP:9080/ratings/0"
 
-"$SONDE" lab down >/dev/null 2>&1 || true
-"$SONDE" lab up --rate 0 >/dev/null
-STATE=/run/sonde-lab/state.json
-RT_IP=$(jq -r '.pods[] | select(.workload == "ratings-v1") | .ip' $STATE)
-# loadgen listens on nothing at --rate 0 (no ports in the metadata), so the
-# receiver's port filter lets iperf3's port through to it.
-LG_IP=$(jq -r '.pods[] | select(.workload == "loadgen") | .ip' $STATE)
-
-start_agents() { # sample tag
-	for node in $(jq -r '.nodes[].name' $STATE); do
-		"$SONDE" agent --node "$node" --sensors latency --latency-sample "$1" \
-			--interval 1s --output "$WORK/$2.$node.jsonl" 2>"$WORK/$2.$node.err" &
-		apids+=($!)
-	done
-	for node in $(jq -r '.nodes[].name' $STATE); do
-		for _ in $(seq 100); do
-			grep -q "receiver attached to flannel.1" "$WORK/$2.$node.err" && break
-			sleep 0.1
-		done
-	done
-	sleep 1.2 # one rescan: the pods are in the filters
-}
-
-"$SONDE" lab exec loadgen -- iperf3 -s -p 5201 >/dev/null 2>&1 &
-SRV=$!
-sleep 1
-
-iperf_run() { # mode round
-	local tag="iperf.$1.$2"
-	case $1 in off) ;; on) start_agents 1 "$tag" ;; sampled) start_agents 16 "$tag" ;; esac
-	"$SONDE" lab exec ratings-v1 -- iperf3 -c "$LG_IP" -p 5201 -t "$SECS" -J >"$WORK/$tag.json" 2>/dev/null || true
-	stop_agents
-	printf '%s %s %s\n' "$1" \
-		"$(jq -r '.end.sum_received.bits_per_second / 1e9' "$WORK/$tag.json")" \
-		"$(jq -r '.end.sum_sent.retransmits' "$WORK/$tag.json")" >>"$WORK/iperf.txt"
-	if [ "$1" != off ]; then
-		cat "$WORK/$tag".node-*.err | grep '^{' | jq -c 'select(.sensor == "latency")
-			| {tx_stamped, tx_not_sampled, tx_no_room, rx_measured}' >>"$WORK/iperf.$1.stats"
+run() { # mode round
+	local tag="$1.$2" a0 a1 m0 m1 s0 s1 c0 c1 wrk_p99="" wrk_rps=""
+	lat_agents_start "$1" "$tag"
+	a0=$(lat_agents_cpu) m0=$(lat_machine_busy)
+	s0=$(lat_pod_cpu_us ratings-v1) c0=$(lat_pod_cpu_us loadgen)
+	"$SONDE" lab exec loadgen -- "$SONDE" lab loadgen --url "$URL" --rate "$RPS" \
+		--connections "$CONNS" --duration "${SECS}s" --log /dev/null >"$WORK/$tag.lg" 2>&1 || true
+	a1=$(lat_agents_cpu) m1=$(lat_machine_busy)
+	s1=$(lat_pod_cpu_us ratings-v1) c1=$(lat_pod_cpu_us loadgen)
+	if [ "$WRK_SECS" != 0 ]; then
+		"$SONDE" lab exec reviews-v2 -- wrk -t1 -c4 -d"${WRK_SECS}s" --latency "$URL" \
+			>"$WORK/$tag.wrk" 2>&1 || true
+		# wrk prints "99%  1.23ms" and "Requests/sec: 1234.5"
+		wrk_p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) sub(/ms/, "", v); else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$WORK/$tag.wrk")
+		wrk_rps=$(awk '/^Requests\/sec/ { print $2 }' "$WORK/$tag.wrk")
 	fi
-}
-
-wrk_run() { # mode round
-	local tag="wrk.$1.$2"
-	[ "$1" = on ] && start_agents 1 "$tag"
-	"$SONDE" lab exec reviews-v2 -- wrk -t1 -c4 -d"${SECS}s" --latency \
-		"http://$RT_IP:9080/ratings/0" >"$WORK/$tag.txt" 2>&1 || true
-	stop_agents
-	# wrk prints "99%  1.23ms" and "Requests/sec: 1234.5"
-	p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) sub(/ms/, "", v); else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$WORK/$tag.txt")
-	rps=$(awk '/^Requests\/sec/ { print $2 }' "$WORK/$tag.txt")
-	echo "$1 $p99 $rps" >>"$WORK/wrk.txt"
+	lat_agents_stop
+	lat_agent_stats "$1" "$tag"
+	# loadgen's summary: "sent N (R/s), completed N, errors N, ..." and
+	# "total_ms p50 X p99 Y max Z"
+	awk -v m="$1" -v r="$2" -v hz="$HZ" -v ag=$((a1 - a0)) -v mach=$((m1 - m0)) \
+		-v srv=$((s1 - s0)) -v cli=$((c1 - c0)) -v wp="$wrk_p99" -v wr="$wrk_rps" -v secs="$SECS" '
+		/ sent [0-9]+/ { for (i = 1; i <= NF; i++) { if ($i == "sent") sent = $(i + 1); if ($i == "completed") { done = $(i + 1); sub(/,/, "", done) } if ($i == "errors") { err = $(i + 1); sub(/,/, "", err) } } }
+		/total_ms p50/ { for (i = 1; i <= NF; i++) { if ($i == "p50") p50 = $(i + 1); if ($i == "p99") p99 = $(i + 1) } }
+		END {
+			if (done + 0 == 0) { print "run " m "." r ": no completed requests" > "/dev/stderr"; exit }
+			k = done / 1000
+			printf "%s %s p50_ms=%s p99_ms=%s rate=%.1f errors=%d agents_ms=%.4f server_ms=%.4f client_ms=%.4f machine_ms=%.4f", \
+				m, r, p50, p99, done / secs, err, ag / hz * 1000 / k, srv / 1000 / k, cli / 1000 / k, mach / hz * 1000 / k
+			if (wp != "") printf " wrk_p99_ms=%s wrk_rps=%s", wp, wr
+			printf "\n"
+		}' "$WORK/$tag.lg" >>"$WORK/runs.txt"
 }
 
 for r in $(seq "$ROUNDS"); do
-	for m in off on sampled; do iperf_run $m "$r"; done
-	for m in off on; do wrk_run $m "$r"; done
+	for m in $(lat_rotate "$r" $MODES); do run "$m" "$r"; done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "nan" }'; }
-col() { awk -v m="$2" -v c="$3" '$1 == m { print $c }' "$WORK/$1.txt"; }
-echo "| mode | iperf3 Gbit/s (median of $ROUNDS; all) | retransmits (median) | stamped / measured (median per run) |"
-echo "|---|---|---|---|"
-for m in off on sampled; do
-	st=""
-	[ -f "$WORK/iperf.$m.stats" ] && st=$(jq -s -r '[.[] | .tx_stamped] | add' "$WORK/iperf.$m.stats")" stamped / "$(jq -s -r '[.[] | .rx_measured] | add' "$WORK/iperf.$m.stats")" measured (all runs)"
-	echo "| $m | $(col iperf $m 2 | median) ($(col iperf $m 2 | awk '{printf "%.2f ", $1}')) | $(col iperf $m 3 | median) | ${st:--} |"
-done
+echo "sonde lab loadgen --rate $RPS --connections $CONNS for ${SECS}s, loadgen (node-2) -> ratings (node-1) $URL; then wrk -t1 -c4 -d${WRK_SECS}s reviews-v2 -> ratings; $ROUNDS rounds; $(date -u +%FT%TZ); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+lat_stamped $MODES
 echo
-echo "| mode | wrk p99 ms (median of $ROUNDS; all) | requests/s (median; all) |"
-echo "|---|---|---|"
-for m in off on; do
-	echo "| $m | $(col wrk $m 2 | median) ($(col wrk $m 2 | tr '\n' ' ')) | $(col wrk $m 3 | median) ($(col wrk $m 3 | tr '\n' ' ')) |"
-done
+cols=(p50_ms:"p50 ms":paired p99_ms:"p99 ms":paired agents_ms:"agents CPU ms per 1000 req":paired
+	server_ms:"ratings pod CPU ms per 1000 req":paired client_ms:"loadgen pod CPU ms per 1000 req":paired
+	machine_ms:"machine CPU ms per 1000 req":paired rate:"completed req/s" errors:"errors")
+[ "$WRK_SECS" = 0 ] || cols+=(wrk_p99_ms:"wrk p99 ms (closed loop)":paired wrk_rps:"wrk req/s (closed loop)":paired)
+lat_table off "${cols[@]}"

@@ -12,6 +12,8 @@ rc=0
 for b in bench/*.sh; do
 	name=$(basename "$b" .sh)
 	[ "$name" = run ] && continue
+	# sourced helpers (bench/lib_*.sh), not benchmarks
+	[[ "$name" == lib_* ]] && continue
 	[ -n "${BENCH:-}" ] && [[ "$name" != *$BENCH* ]] && continue
 	echo "== bench $name"
 	bash "$b" || { echo "== bench $name failed"; rc=1; }

@@ -416,6 +416,27 @@ static void test_other_exid(void **state)
 	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured);
 }
 
+/* Timestamps, ours, then a SACK block (a stamped segment carrying SACK):
+ * measured. rx() reads the usual layouts in place and walks the others;
+ * this one takes the in-place path, with options after ours. */
+static void test_ours_then_sack(void **state)
+{
+	uint8_t o[40], pkt[256];
+	(void)state;
+	NEED_BPF();
+	uint64_t measured = counter(LAT_CNT_RX_MEASURED);
+	size_t n = opt_ours(o, LAT_OPT_EXID, LAT_OPT_LEN);
+
+	o[n++] = 1;
+	o[n++] = 1;
+	o[n++] = 5; /* SACK, one block */
+	o[n++] = 10;
+	memset(o + n, 0x33, 8);
+	n += 8;
+	run(pkt, build(pkt, 0, SRC4, DST4, 43210, 9080, o, n, 0));
+	assert_int_equal(counter(LAT_CNT_RX_MEASURED), measured + 1);
+}
+
 static void test_good_ipv6(void **state)
 {
 	uint8_t o[40], pkt[256];
@@ -733,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_no_option),
 		cmocka_unit_test(test_truncated_option),
 		cmocka_unit_test(test_other_exid),
+		cmocka_unit_test(test_ours_then_sack),
 		cmocka_unit_test(test_good_ipv6),
 		cmocka_unit_test(test_ipv6_ignored),
 		cmocka_unit_test(test_ipv6_ext_headers),
