@@ -46,7 +46,7 @@ def main():
     min_present = float(sys.argv[5]) if len(sys.argv) > 5 else 0.999
     state = json.load(open(state_path))
     recs = [r for r in load_jsonl(records_path) if r.get("kind") == "http"]
-    summary = {"pods": {}, "ok": True}
+    summary = {"pods": {}, "ok": True, "failed": []}
     problems = []
     # A margin at both ends of the window: a request that straddles an
     # edge may be in one source and not the other.
@@ -154,6 +154,7 @@ def main():
         if (n == 0 or matched < min_present * n or invented or dur_bad > 0.03 * n
                 or dur_far > 0.01 * n):
             summary["ok"] = False
+            summary["failed"].append("server side of " + name)
 
     # Client side: the load generator's own log against its client records.
     lg = [p for p in state["pods"] if p["workload"] == "loadgen"]
@@ -229,6 +230,7 @@ def main():
                                      "worst_duration_err_ms": round(worst, 3)}
         if truth and (matched < min_present * len(truth) or dur_bad > 0.03 * len(truth)):
             summary["ok"] = False
+            summary["failed"].append("client side against the load generator's log")
 
     summary["problems"] = problems
     print(json.dumps(summary))

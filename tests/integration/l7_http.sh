@@ -92,7 +92,7 @@ if [ $rc != 0 ]; then
 	for d in $(jq -r '.pods[].dir' $STATE); do
 		for f in access.log requests.log; do [ -f "$d/$f" ] && cp "$d/$f" "$TMP/$(basename "$d").$f"; done
 	done
-	fail "records do not match the access logs: $(jq -c '.problems[:3]' "$TMP/check.json" | head -c 1500)"
+	fail "records do not match the logs ($(jq -r '.failed | join("; ")' "$TMP/check.json")): $(jq -c '.problems[:3]' "$TMP/check.json" | head -c 1500)"
 fi
 
 # The microsecond ground truth: our server's own request times.
