@@ -167,8 +167,11 @@ static __always_inline struct sock *fd_to_sock(struct task_struct *task,
 	return sk;
 }
 
-/* The socket I/O syscalls: the only ones either program looks further at. */
-static __always_inline bool io_call(long id)
+#define DIR_NONE 0xff
+
+/* The socket I/O syscalls, the only ones either program looks further at,
+ * and the direction of their bytes; DIR_NONE for every other syscall. */
+static __always_inline __u8 io_dir(long id)
 {
 	switch (id) {
 	case NR_read:
@@ -176,15 +179,16 @@ static __always_inline bool io_call(long id)
 	case NR_readv:
 	case NR_recvmsg:
 	case NR_recvmmsg:
+		return L7_DIR_IN;
 	case NR_write:
 	case NR_sendto:
 	case NR_writev:
 	case NR_sendmsg:
 	case NR_sendmmsg:
 	case NR_sendfile:
-		return true;
+		return L7_DIR_OUT;
 	}
-	return false;
+	return DIR_NONE;
 }
 
 SEC("tp_btf/sys_enter")
@@ -195,25 +199,9 @@ int BPF_PROG(l7_sys_enter, struct pt_regs *regs, long id)
 	struct sock *sk;
 	__u8 dir;
 
-	switch (id) {
-	case NR_read:
-	case NR_recvfrom:
-	case NR_readv:
-	case NR_recvmsg:
-	case NR_recvmmsg:
-		dir = L7_DIR_IN;
-		break;
-	case NR_write:
-	case NR_sendto:
-	case NR_writev:
-	case NR_sendmsg:
-	case NR_sendmmsg:
-	case NR_sendfile:
-		dir = L7_DIR_OUT;
-		break;
-	default:
+	dir = io_dir(id);
+	if (dir == DIR_NONE)
 		return 0;
-	}
 	task = bpf_get_current_task_btf();
 	if (!netns_watched(task->nsproxy->net_ns->ns.inum))
 		return 0;
@@ -490,7 +478,7 @@ int BPF_PROG(l7_sys_exit, struct pt_regs *regs, long ret)
 	/* Every syscall of the machine comes here: the ones sys_enter never
 	 * stashes leave after one compare, before the task-storage lookup
 	 * (BPF time per wrk request -4 %, bench/results/l7.md). */
-	if (!io_call((long)regs->orig_ax))
+	if (io_dir((long)regs->orig_ax) == DIR_NONE)
 		return 0;
 	task = bpf_get_current_task_btf();
 	cp = bpf_task_storage_get(&l7_calls, task, 0, 0);
