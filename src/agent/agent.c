@@ -654,11 +654,13 @@ static void report_status(struct agent *a)
 		nat_stats(a->nat, &ns);
 		json_object_set_new(
 			node, "conntrack",
-			json_pack("{s:I, s:I, s:I, s:I}", "lookups",
+			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "lookups",
 				  (json_int_t)ns.lookups, "cached",
 				  (json_int_t)ns.cached, "found",
 				  (json_int_t)ns.found, "errors",
-				  (json_int_t)ns.errors));
+				  (json_int_t)ns.errors, "events",
+				  (json_int_t)ns.events, "event_overruns",
+				  (json_int_t)ns.event_overruns));
 	}
 	char *text = json_dumps(node, JSON_COMPACT);
 	if (text)

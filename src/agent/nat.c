@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <libnfnetlink/libnfnetlink.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -14,14 +15,24 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Direct-mapped: a collision only costs one more netlink round trip. The
- * cache serves the many records of one keep-alive connection (an http
- * record per request); it is short-lived because a closed client socket's
- * tuple can be reused at once by a new connection that kube-proxy may send
- * to another pod (the client, when it is the passive closer, keeps no
- * TIME_WAIT to hold the tuple). */
-#define NAT_CACHE 1024
+/* Direct-mapped: a collision only costs one more netlink round trip.
+ *
+ * Two sources fill it. conntrack's NEW events (every connection the node's
+ * netns translates, read in batches when a lookup misses): a service called
+ * with a new connection per request (Bookinfo's nginx, 3 per page) would
+ * otherwise cost a netlink query and answer per connection. And the query
+ * itself, for connections whose event we missed (opened before the agent,
+ * or dropped when the event socket overflowed).
+ *
+ * An answer from a query lives a second: a closed client socket's tuple
+ * can be reused at once by a new connection that kube-proxy may send to
+ * another pod. One from an event lives longer, because a reused tuple is a
+ * new connection and its own NEW event replaces the entry; only an event
+ * lost to an overflow (counted) could leave a stale one for that time. */
+#define NAT_CACHE 16384
 #define NAT_TTL_NS (1000000000ull)
+#define NAT_EVENT_TTL_NS (10000000000ull)
+#define NAT_EVENT_RCVBUF (4u << 20)
 
 struct nat_key {
 	uint8_t proto, family;
@@ -31,13 +42,16 @@ struct nat_key {
 
 struct nat_entry {
 	struct nat_key key;
-	uint64_t at_ns; /* 0: empty */
+	uint64_t at_ns;	 /* 0: empty */
+	uint64_t ttl_ns;
 	uint8_t baddr[16];
 	uint16_t bport;
 };
 
 struct nat {
 	struct nfct_handle *h;
+	struct nfct_handle *ev; /* NEW events, non-blocking; NULL: queries only */
+	uint64_t drained_ns;	/* last drain of ev */
 	struct nat_entry cache[NAT_CACHE];
 	struct nat_stats stats;
 };
@@ -48,6 +62,103 @@ struct answer {
 	uint8_t addr[16];
 	uint16_t port;
 };
+
+static size_t slot_of(const struct nat_key *k)
+{
+	/* FNV-1a over the key's bytes. */
+	const uint8_t *p = (const uint8_t *)k;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < sizeof(*k); i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % NAT_CACHE;
+}
+
+static void put(struct nat *n, const struct nat_key *k, const uint8_t *baddr,
+		uint16_t bport, uint64_t now, uint64_t ttl)
+{
+	struct nat_entry *e = &n->cache[slot_of(k)];
+
+	e->key = *k;
+	e->at_ns = now;
+	e->ttl_ns = ttl;
+	memcpy(e->baddr, baddr, sizeof(e->baddr));
+	e->bport = bport;
+}
+
+/* One NEW event: keep it when the destination was rewritten. */
+static int on_new(enum nf_conntrack_msg_type type, struct nf_conntrack *ct,
+		  void *data)
+{
+	struct nat *n = data;
+	struct nat_key k;
+	uint8_t baddr[16] = { 0 };
+	uint16_t bport;
+	size_t alen;
+
+	(void)type;
+	memset(&k, 0, sizeof(k)); /* padding too: the key is hashed */
+	k.family = nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO);
+	k.proto = nfct_get_attr_u8(ct, ATTR_ORIG_L4PROTO);
+	if ((k.family != AF_INET && k.family != AF_INET6) ||
+	    (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP))
+		return NFCT_CB_CONTINUE;
+	if (k.family == AF_INET) {
+		uint32_t s = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC);
+		uint32_t d = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_DST);
+		uint32_t b = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC);
+		memcpy(k.saddr, &s, 4);
+		memcpy(k.daddr, &d, 4);
+		memcpy(baddr, &b, 4);
+		alen = 4;
+	} else {
+		const void *s = nfct_get_attr(ct, ATTR_ORIG_IPV6_SRC);
+		const void *d = nfct_get_attr(ct, ATTR_ORIG_IPV6_DST);
+		const void *b = nfct_get_attr(ct, ATTR_REPL_IPV6_SRC);
+		if (!s || !d || !b)
+			return NFCT_CB_CONTINUE;
+		memcpy(k.saddr, s, 16);
+		memcpy(k.daddr, d, 16);
+		memcpy(baddr, b, 16);
+		alen = 16;
+	}
+	k.sport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC));
+	k.dport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST));
+	bport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
+	if (!memcmp(baddr, k.daddr, alen) && bport == k.dport)
+		return NFCT_CB_CONTINUE; /* not translated */
+	put(n, &k, baddr, bport, (uint64_t)mono_ns(), NAT_EVENT_TTL_NS);
+	n->stats.events++;
+	return NFCT_CB_CONTINUE;
+}
+
+/* Reads every NEW event waiting. An overflowed socket (ENOBUFS) lost some:
+ * counted, and the queries cover them. */
+static void drain(struct nat *n, uint64_t now)
+{
+	n->drained_ns = now;
+	for (int i = 0; n->ev && i < 1024; i++) {
+		if (nfct_catch(n->ev) >= 0)
+			continue;
+		if (errno == ENOBUFS) {
+			n->stats.event_overruns++;
+			continue;
+		}
+		break; /* EAGAIN: drained */
+	}
+}
+
+static bool cached(struct nat *n, const struct nat_key *k, uint64_t now,
+		   void *baddr, uint16_t *bport, size_t alen)
+{
+	struct nat_entry *e = &n->cache[slot_of(k)];
+
+	if (!e->at_ns || now - e->at_ns >= e->ttl_ns ||
+	    memcmp(&e->key, k, sizeof(*k)))
+		return false;
+	memcpy(baddr, e->baddr, alen);
+	*bport = e->bport;
+	return true;
+}
 
 struct nat *nat_open(const char *netns_path)
 {
@@ -69,6 +180,10 @@ struct nat *nat_open(const char *netns_path)
 	n->h = nfct_open(CONNTRACK, 0);
 	if (!n->h)
 		err = errno ? errno : EIO;
+	/* Events are an optimisation: without them (no permission for the
+	 * multicast group, say) every lookup is a query, as before. */
+	if (n->h)
+		n->ev = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_NEW);
 	if (netns_path && setns(self, CLONE_NEWNET))
 		abort(); /* the thread would stay in the node's namespace */
 out:
@@ -81,6 +196,13 @@ out:
 		errno = err;
 		return NULL;
 	}
+	if (n->ev && (fcntl(nfct_fd(n->ev), F_SETFL, O_NONBLOCK) ||
+		      nfct_callback_register(n->ev, NFCT_T_NEW, on_new, n))) {
+		nfct_close(n->ev);
+		n->ev = NULL;
+	}
+	if (n->ev)
+		nfnl_rcvbufsiz(nfct_nfnlh(n->ev), NAT_EVENT_RCVBUF);
 	return n;
 }
 
@@ -89,6 +211,8 @@ void nat_close(struct nat *n)
 	if (!n)
 		return;
 	nfct_close(n->h);
+	if (n->ev)
+		nfct_close(n->ev);
 	free(n);
 }
 
@@ -120,16 +244,6 @@ static int on_ct(enum nf_conntrack_msg_type type, struct nf_conntrack *ct,
 	return NFCT_CB_CONTINUE;
 }
 
-static size_t slot_of(const struct nat_key *k)
-{
-	/* FNV-1a over the key's bytes. */
-	const uint8_t *p = (const uint8_t *)k;
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < sizeof(*k); i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h % NAT_CACHE;
-}
-
 int nat_backend(struct nat *n, uint8_t proto, int family, const void *saddr,
 		uint16_t sport, const void *daddr, uint16_t dport, void *baddr,
 		uint16_t *bport)
@@ -152,12 +266,18 @@ int nat_backend(struct nat *n, uint8_t proto, int family, const void *saddr,
 	memcpy(key.daddr, daddr, alen);
 
 	n->stats.lookups++;
-	struct nat_entry *e = &n->cache[slot_of(&key)];
-	if (e->at_ns && now - e->at_ns < NAT_TTL_NS &&
-	    !memcmp(&e->key, &key, sizeof(key))) {
+	/* Also drained every 100 ms while lookups come, so that hits alone
+	 * do not let the socket overflow. */
+	if (now - n->drained_ns > 100000000ull)
+		drain(n, now);
+	if (cached(n, &key, now, baddr, bport, alen)) {
 		n->stats.cached++;
-		memcpy(baddr, e->baddr, alen);
-		*bport = e->bport;
+		return 0;
+	}
+	/* A miss: the connection's NEW event may be waiting. */
+	drain(n, now);
+	if (cached(n, &key, now, baddr, bport, alen)) {
+		n->stats.cached++;
 		return 0;
 	}
 
@@ -195,10 +315,7 @@ int nat_backend(struct nat *n, uint8_t proto, int family, const void *saddr,
 	    (!memcmp(ans.addr, daddr, alen) && ans.port == dport))
 		return -ENOENT;
 	n->stats.found++;
-	e->key = key;
-	e->at_ns = now;
-	memcpy(e->baddr, ans.addr, alen);
-	e->bport = ans.port;
+	put(n, &key, ans.addr, ans.port, now, NAT_TTL_NS);
 	memcpy(baddr, ans.addr, alen);
 	*bport = ans.port;
 	return 0;

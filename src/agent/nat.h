@@ -23,15 +23,18 @@ void nat_close(struct nat *n);
  * AF_INET or AF_INET6, addresses in network order, ports in host order) was
  * translated to: 0 and *baddr (4 or 16 bytes) / *bport filled when conntrack
  * has the connection and its destination was rewritten; -ENOENT when not
- * found or not translated. Answers are cached for a second per tuple. Not
+ * found or not translated. Answers are cached (docs in nat.c). Not
  * thread-safe: one handle per thread. */
 int nat_backend(struct nat *n, uint8_t proto, int family, const void *saddr,
 		uint16_t sport, const void *daddr, uint16_t dport, void *baddr,
 		uint16_t *bport);
 
-/* Lookups asked, answered from the cache, and failed (netlink errors). */
+/* Lookups asked, answered from the cache (filled by queries and by
+ * conntrack's NEW events), found by a query, and failed (netlink errors);
+ * translated connections learnt from events, and event-socket overflows
+ * (events lost, each costing queries instead). */
 struct nat_stats {
-	uint64_t lookups, cached, found, errors;
+	uint64_t lookups, cached, found, errors, events, event_overruns;
 };
 void nat_stats(const struct nat *n, struct nat_stats *out);
 
