@@ -80,8 +80,13 @@ got=$(jq -r '[to_entries[] | .key as $n | .value.sensors[] | "\($n) \(.id)"] | s
 assert_eq "$want" "$got" "plan = one flow sensor per monitored pod, on its node"
 stats=$(jq -c .stats "$TMP/snapshot.json")
 log "client counters: $stats"
-assert_between 1 1000 "$(jq .stats.gone "$TMP/snapshot.json")" "410 Gone answers (restarts)"
-assert_between 8 1000 "$(jq .stats.lists "$TMP/snapshot.json")" "lists (4 initial + relists)"
+gone=$(jq .stats.gone "$TMP/snapshot.json")
+assert_between 1 1000 "$gone" "410 Gone answers (restarts)"
+# Each 410 Gone must cost one relist of that resource. How many of the
+# four watches meet a 410 around the restart depends on timing (seen: 3
+# of 4 in one run), so the bound is 4 initial lists + one per 410, not a
+# fixed 8.
+assert_between $((4 + gone)) 1000 "$(jq .stats.lists "$TMP/snapshot.json")" "lists (4 initial + one per 410 Gone)"
 assert_between 1 100000 "$(jq .stats.bookmarks "$TMP/snapshot.json")" "bookmarks"
 # After an API restart the stand-in re-stamps every object, so a relist
 # reports MODIFIED for objects that did not change; never a spurious DELETED.
