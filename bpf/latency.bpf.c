@@ -580,11 +580,29 @@ static __always_inline int opts_direct(struct __sk_buff *skb,
 	return OPT_OURS;
 }
 
+/* Every other layout: the options copied out and walked one by one.
+ * Returns the enum opt_result (*ts set for OPT_OURS). */
+static __always_inline int opts_walk(struct __sk_buff *skb,
+				     const struct rx_hdrs *h, __u64 *ts)
+{
+	struct opt_walk w;
+
+	__builtin_memset(&w, 0, sizeof(w));
+	w.optlen = h->optlen > TCP_MAX_OPT ? TCP_MAX_OPT : h->optlen;
+	/* The header claims options the packet does not hold. */
+	if (bpf_skb_load_bytes(skb, h->opt_off, w.opts, w.optlen))
+		return OPT_TRUNCATED;
+	bpf_loop(TCP_MAX_OPT, opt_step, &w, 0);
+	if (w.result == OPT_NONE && w.other)
+		return OPT_OTHER_EXID;
+	*ts = w.ts;
+	return w.result;
+}
+
 static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 {
 	struct lat_pod *dpod, *spod;
 	struct rx_hdrs h = { .key.hop = hop };
-	struct opt_walk w;
 	__u64 ts = 0;
 	int r;
 
@@ -619,34 +637,20 @@ static __always_inline int rx(struct __sk_buff *skb, __u8 hop)
 		return TC_ACT_UNSPEC;
 	}
 	r = opts_direct(skb, &h, &ts);
-	if (r == OPT_NONE) {
+	if (r < 0)
+		r = opts_walk(skb, &h, &ts);
+	switch (r) {
+	case OPT_OURS:
+		break;
+	case OPT_NONE:
 		count(LAT_CNT_RX_NO_OPTION);
 		return TC_ACT_UNSPEC;
-	}
-	if (r != OPT_OURS) {
-		__builtin_memset(&w, 0, sizeof(w));
-		w.optlen = h.optlen > TCP_MAX_OPT ? TCP_MAX_OPT : h.optlen;
-		if (bpf_skb_load_bytes(skb, h.opt_off, w.opts, w.optlen)) {
-			/* The header claims options the packet does not hold. */
-			count(LAT_CNT_RX_TRUNCATED);
-			return TC_ACT_UNSPEC;
-		}
-		bpf_loop(TCP_MAX_OPT, opt_step, &w, 0);
-		if (w.result == OPT_NONE && w.other)
-			w.result = OPT_OTHER_EXID;
-		if (w.result == OPT_NONE) {
-			count(LAT_CNT_RX_NO_OPTION);
-			return TC_ACT_UNSPEC;
-		}
-		if (w.result == OPT_TRUNCATED) {
-			count(LAT_CNT_RX_TRUNCATED);
-			return TC_ACT_UNSPEC;
-		}
-		if (w.result == OPT_OTHER_EXID) {
-			count(LAT_CNT_RX_OTHER_EXID);
-			return TC_ACT_UNSPEC;
-		}
-		ts = w.ts;
+	case OPT_TRUNCATED:
+		count(LAT_CNT_RX_TRUNCATED);
+		return TC_ACT_UNSPEC;
+	default: /* OPT_OTHER_EXID */
+		count(LAT_CNT_RX_OTHER_EXID);
+		return TC_ACT_UNSPEC;
 	}
 	h.key.gen = lat_gen;
 	add_sample(&h.key, (__s64)(clock_ns() - ts));
