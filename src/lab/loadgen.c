@@ -290,9 +290,12 @@ static void finish(struct loadgen *lg, CURL *e, CURLcode rc)
 	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
 	curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect);
 	curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &ttfb);
-	/* Taken by libcurl right before it sends the request: total minus
-	 * this is send -> response done, free of the wait between our
-	 * handing the transfer over and libcurl's next turn to send it. */
+	/* libcurl stamps pretransfer when it moves from sending the request
+	 * to receiving the answer (its DID state), so total minus this is
+	 * about request sent -> response done, without the wait between our
+	 * handing the transfer over and libcurl's turn to send it. Caveat
+	 * (tests/integration/lab_faults.sh): curl 7.88 sometimes takes that
+	 * stamp only after the answer is in, which makes the span short. */
 	curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pre);
 	curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &bytes);
 

@@ -37,7 +37,7 @@ struct reqlog_rec {
 	uint64_t total_us;
 	uint64_t connect_us;
 	uint64_t ttfb_us;
-	uint64_t pretransfer_us; /* start -> just before the request is sent */
+	uint64_t pretransfer_us; /* start -> libcurl's pretransfer stamp (loadgen.c) */
 	uint64_t bytes;
 	const char *error; /* NULL when the transfer succeeded */
 };
